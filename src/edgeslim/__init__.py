@@ -1,0 +1,38 @@
+"""edgeslim: make trained PyTorch models small and fast enough for edge devices, then run them there.
+
+The library comes first; the ``edgeslim`` command line only calls it. Heavy
+sub-packages are imported lazily so ``import edgeslim.runtime`` stays torch-free.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "create_model": ("edgeslim.models", "create"),
+    "list_models": ("edgeslim.models", "list_models"),
+    "load_checkpoint": ("edgeslim.models", "load_checkpoint"),
+    "save_checkpoint": ("edgeslim.models", "save_checkpoint"),
+    "load_dataset": ("edgeslim.data", "load_dataset"),
+    "train_model": ("edgeslim.train", "train_model"),
+    "TrainConfig": ("edgeslim.train", "TrainConfig"),
+    "evaluate_checkpoint": ("edgeslim.evaluate", "evaluate_checkpoint"),
+    "export_onnx": ("edgeslim.export", "export_onnx"),
+    "export_checkpoint": ("edgeslim.export", "export_checkpoint"),
+    "load_model": ("edgeslim.runtime", "load_model"),
+    "benchmark": ("edgeslim.runtime", "benchmark"),
+    "run_demo": ("edgeslim.pipeline.demo", "run_demo"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'edgeslim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

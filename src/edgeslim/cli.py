@@ -1,0 +1,158 @@
+"""The ``edgeslim`` command line. Every command is a thin call into the library."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import EdgeslimError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compress PyTorch models and run them on edge devices.")
+# Wide enough for comparison tables when output is piped to a file or CI log.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the registered models."""
+    from .models import list_models, model_spec
+
+    for name in list_models():
+        console.print(f"[bold]{name}[/bold]: {model_spec(name).description}")
+
+
+@app.command()
+def train(model: str = typer.Option("seed-cnn", help="registered model name (see `edgeslim models`)"),
+          dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, digits, or an image folder"),
+          epochs: int = typer.Option(10, min=0), batch_size: int = typer.Option(128, min=1),
+          lr: float = typer.Option(2e-3), seed: int = typer.Option(0),
+          data_dir: Optional[Path] = typer.Option(None, help="folder with the data set files"),
+          out: Path = typer.Option(..., help="checkpoint folder to write")) -> None:
+    """Train a model and write a checkpoint folder (weights.safetensors + model.json)."""
+    from .train import TrainConfig, train_model
+
+    ckpt = train_model(model, dataset, TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+                       out=out, data_dir=data_dir)
+    m = ckpt.meta["metrics"]
+    console.print(f"test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} "
+                  f"({m['train_seconds']:.0f} s); checkpoint written to {out}")
+
+
+@app.command("eval")
+def eval_cmd(checkpoint: Path, dataset: Optional[str] = None, data_dir: Optional[Path] = None,
+             limit: Optional[int] = typer.Option(None, help="evaluate on the first N test samples"),
+             as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """Accuracy, loss, per-class accuracy, params, non-zeros, MACs and checkpoint bytes."""
+    from .evaluate import evaluate_checkpoint
+    from .report import rich_table
+
+    r = evaluate_checkpoint(checkpoint, dataset, data_dir, limit)
+    if as_json:
+        return _print_json(r)
+    keys = ["accuracy", "top5", "loss", "params", "nonzero_params", "sparsity", "macs", "bytes", "samples"]
+    console.print(rich_table([{"metric": k, "value": r[k]} for k in keys], title=str(checkpoint)))
+    per_class = [{"class": n, "accuracy": a} for n, a in zip(r["class_names"], r["per_class_accuracy"])]
+    console.print(rich_table(per_class, title="per-class accuracy"))
+
+
+@app.command()
+def export(checkpoint: Path, fmt: str = typer.Option("onnx", "--format"),
+           out: Optional[Path] = typer.Option(None, help="output file (default: CHECKPOINT/model.onnx)"),
+           data_dir: Optional[Path] = None, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Export a checkpoint to ONNX (dynamic batch) and check parity with PyTorch."""
+    from .export import export_checkpoint
+
+    r = export_checkpoint(checkpoint, out, fmt, data_dir=data_dir)
+    if as_json:
+        return _print_json(r)
+    console.print(f"wrote {r['onnx']} ({r['bytes']:,} bytes); parity on {r['samples']} {r['parity_inputs']}: "
+                  f"max |diff| {r['max_abs_diff']:.2e}, top-1 agreement {r['top1_agreement']:.4f}")
+
+
+@app.command()
+def run(model: Path, image: Path, threads: Optional[int] = None,
+        public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
+        as_json: bool = typer.Option(False, "--json")) -> None:
+    """Classify one image with an exported model (the on-device path: no torch)."""
+    from .runtime import load_model
+
+    try:
+        p = load_model(model, threads=threads, public_key=public_key).classify_image(image)
+    except ValueError as e:
+        raise EdgeslimError(str(e)) from None
+    if as_json:
+        return _print_json({"class_index": p.class_index, "class_name": p.class_name, "probability": p.probability})
+    console.print(f"{p.class_name} ({p.probability:.1%})")
+
+
+@app.command()
+def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Optional[int] = None,
+          rounds: int = typer.Option(20, min=1), warmup: int = typer.Option(10, min=0),
+          public_key: Optional[Path] = typer.Option(None, "--verify"),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Latency p50/p90/p99, throughput, init time, memory and size; models side by side."""
+    from .report import rich_table
+    from .runtime import benchmark, slower_than_baseline
+
+    res = benchmark(models, batch=batch, threads=threads, rounds=rounds, warmup=warmup, public_key=public_key)
+    if as_json:
+        return _print_json(res)
+    cols = ["model", "file_bytes", "p50_ms", "p90_ms", "p99_ms", "throughput_per_s", "session_init_ms",
+            "rss_increase_mb", "threads", "speedup", "size_ratio"]
+    console.print(rich_table(res, cols, title=f"batch {batch}"))
+    for m in slower_than_baseline(res):
+        err.print(f"[yellow]warning: {m} is not faster than {res[0]['model']}[/yellow]")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option(4, min=1),
+         sparsity: float = typer.Option(0.9, min=0.0, max=0.99), data_dir: Optional[Path] = None,
+         threads: Optional[int] = None) -> None:
+    """Train, prune, quantize, export and run seed-cnn on Fashion-MNIST; one comparison table."""
+    from .pipeline.demo import run_demo
+    from .report import rich_table
+
+    r = run_demo(out, epochs=epochs, sparsity=sparsity, data_dir=data_dir, threads=threads,
+                 log=lambda s: console.print(f"[bold cyan]{s}[/bold cyan]"))
+    console.print(rich_table(r["rows"], r["columns"], title="baseline vs compressed (ONNX Runtime)"))
+    s = r["summary"]
+    console.print(f"accuracy drop {s['accuracy_drop_points']:.2f} points, {s['size_reduction']:.1f}x smaller "
+                  f"file; report: {r['report']}")
+    for w in s["warnings"]:
+        err.print(f"[yellow]warning: {w}[/yellow]")
+
+
+# ---- prune commands (issue 3) ----
+
+# ---- quantize commands (issue 4) ----
+
+# ---- distill / artifact commands (issue 5) ----
+
+# ---- pipeline / search commands (issue 5) ----
+
+# ---- edge / split / serve commands (issue 6) ----
+
+
+def main() -> None:
+    try:
+        app()
+    except EdgeslimError as e:
+        err.print(f"[red]error:[/red] {e}")
+        sys.exit(2)
+    except FileNotFoundError as e:
+        err.print(f"[red]error:[/red] {e}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

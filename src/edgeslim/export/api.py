@@ -1,0 +1,40 @@
+"""``edgeslim export``: checkpoint folder -> model.onnx, with a parity report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.datasets import load_dataset
+from ..errors import ConfigError
+from ..models.checkpoint import Checkpoint, load_checkpoint
+from .onnx_export import export_onnx, parity
+
+
+def onnx_metadata(ckpt: Checkpoint) -> dict:
+    keys = ("preprocess", "class_names", "dataset", "input_shape", "architecture", "compression")
+    meta = {k: ckpt.meta[k] for k in keys if k in ckpt.meta}
+    meta["metrics"] = {k: v for k, v in ckpt.meta.get("metrics", {}).items() if isinstance(v, (int, float))}
+    return meta
+
+
+def export_checkpoint(folder: str | Path, out: str | Path | None = None, fmt: str = "onnx",
+                      parity_samples: int = 256, data_dir: str | Path | None = None) -> dict:
+    """Export a checkpoint and check parity on real test images (random inputs if the
+    data set is not available)."""
+    if fmt != "onnx":
+        raise ConfigError(f"format {fmt!r} is not supported; use 'onnx' (or `edgeslim compress` for .eslim)")
+    ckpt = load_checkpoint(folder)
+    out = Path(out) if out else Path(folder) / "model.onnx"
+    export_onnx(ckpt.model, out, ckpt.input_shape, onnx_metadata(ckpt))
+    inputs, source = _parity_inputs(ckpt, parity_samples, data_dir)
+    return {"onnx": str(out), "bytes": out.stat().st_size, "parity_inputs": source, **parity(ckpt.model, out, inputs)}
+
+
+def _parity_inputs(ckpt: Checkpoint, n: int, data_dir):
+    import torch
+
+    name = ckpt.meta.get("dataset")
+    try:
+        pad = ckpt.preprocess.pad_to[0] if ckpt.preprocess.pad_to else None
+        return load_dataset(name, data_dir, pad_to=pad).test.x[:n], f"{name} test images"
+    except Exception:  # no data here: random inputs still catch export bugs
+        return torch.randn(n, *ckpt.input_shape), "random inputs"

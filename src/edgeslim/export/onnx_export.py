@@ -1,0 +1,64 @@
+"""Export to ONNX (dynamic batch) with the preprocessing spec and class names embedded,
+and a parity check against PyTorch on real inputs."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+
+from .._io import atomic_write_bytes
+
+METADATA_KEY = "edgeslim"
+OPSET = 17
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...],
+                metadata: dict[str, Any] | None = None, opset: int = OPSET) -> Path:
+    """Write ``model`` as ONNX with a dynamic batch axis; ``metadata`` (preprocess, class
+    names, ...) is stored as JSON in the model's metadata_props under "edgeslim"."""
+    model = model.eval()
+    dummy = torch.zeros(1, *input_shape)
+    tmp = Path(path).with_suffix(".export.tmp")
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but is the one that handles every
+        # model here (custom same-padding convs included) fast and without tracing guards.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    proto = onnx.load(str(tmp))
+    tmp.unlink()
+    if metadata:
+        set_metadata(proto, metadata)
+    onnx.checker.check_model(proto)
+    return save_onnx(proto, path)
+
+
+def save_onnx(proto: onnx.ModelProto, path: str | Path) -> Path:
+    return atomic_write_bytes(path, proto.SerializeToString())
+
+
+def set_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
+    for prop in list(proto.metadata_props):
+        if prop.key == METADATA_KEY:
+            proto.metadata_props.remove(prop)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+
+
+def parity(model: nn.Module, onnx_path: str | Path, inputs: torch.Tensor) -> dict[str, float]:
+    """Max/mean absolute logit difference and top-1 agreement between torch and ONNX Runtime."""
+    from ..runtime import load_model
+
+    with torch.no_grad():
+        ref = model.eval()(inputs).numpy()
+    got = load_model(onnx_path).predict(inputs.numpy())
+    diff = np.abs(ref - got)
+    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+            "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean()), "samples": len(inputs)}

@@ -1,0 +1,101 @@
+"""Input preprocessing shared by training and the on-device runtime.
+
+This module imports numpy and Pillow only, so the device never needs torch. The
+same spec is stored in the checkpoint (model.json) and inside the exported ONNX
+file (metadata), so a device reproduces exactly what the model was trained on.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a raw image becomes the model's input tensor.
+
+    Steps, in order: convert to ``channels`` (1 = grayscale, 3 = RGB); resize so the
+    short side is ``resize_short`` and centre-crop ``crop`` (ImageNet style) or resize
+    to ``resize`` exactly; scale to [0, 1]; zero-pad to ``pad_to``; normalise with
+    ``mean``/``std`` (one value per channel).
+    """
+
+    channels: int = 1
+    resize: tuple[int, int] | None = None
+    resize_short: int | None = None
+    crop: int | None = None
+    pad_to: tuple[int, int] | None = None
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+        def tup(v):
+            return tuple(v) if v is not None else None
+
+        return cls(
+            channels=int(d.get("channels", 1)),
+            resize=tup(d.get("resize")),
+            resize_short=d.get("resize_short"),
+            crop=d.get("crop"),
+            pad_to=tup(d.get("pad_to")),
+            mean=tuple(float(x) for x in d.get("mean", (0.0,))),
+            std=tuple(float(x) for x in d.get("std", (1.0,))),
+            extra=dict(d.get("extra", {})),
+        )
+
+    # -- numeric part, shared by data pipelines (uint8 arrays) and images ----------
+    def normalize_batch(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 or [0,1] float array (N, C, H, W) -> normalised float32 model input."""
+        x = pixels.astype(np.float32)
+        if pixels.dtype == np.uint8:
+            x /= 255.0
+        if self.pad_to is not None:
+            ph = self.pad_to[0] - x.shape[-2]
+            pw = self.pad_to[1] - x.shape[-1]
+            if ph < 0 or pw < 0:
+                raise ValueError(f"image {x.shape[-2:]} is larger than pad_to {self.pad_to}")
+            x = np.pad(x, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
+        mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def image_to_array(self, image: "Any") -> np.ndarray:
+        """PIL image -> uint8 array (C, H, W) after colour conversion, resize and crop."""
+        from PIL import Image
+
+        image = image.convert("L" if self.channels == 1 else "RGB")
+        if self.resize_short is not None:
+            w, h = image.size
+            scale = self.resize_short / min(w, h)
+            image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+        elif self.resize is not None:
+            image = image.resize((self.resize[1], self.resize[0]), Image.BILINEAR)
+        if self.crop is not None:
+            w, h = image.size
+            left, top = (w - self.crop) // 2, (h - self.crop) // 2
+            image = image.crop((left, top, left + self.crop, top + self.crop))
+        arr = np.asarray(image, dtype=np.uint8)
+        return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+    def load_image(self, path: str | Path) -> np.ndarray:
+        """Image file -> model input of shape (1, ...). Unreadable files raise ValueError."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                im.load()
+                arr = self.image_to_array(im)
+        except FileNotFoundError:
+            raise ValueError(f"image file not found: {path}") from None
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"cannot read image {path}: {e}. Use a PNG or JPEG file.") from None
+        return self.normalize_batch(arr[None])

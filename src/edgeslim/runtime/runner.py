@@ -1,0 +1,95 @@
+"""Run an exported model with ONNX Runtime and numpy: what the device runs."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .preprocess import Preprocess
+
+METADATA_KEY = "edgeslim"
+
+
+def session_options(threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return opts
+
+
+@dataclass
+class Prediction:
+    class_index: int
+    class_name: str
+    probability: float
+    probabilities: np.ndarray = field(repr=False)
+
+
+class Runner:
+    """An ONNX Runtime session plus the preprocessing and class names stored with the model."""
+
+    def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None, name: str | None = None,
+                 metadata: dict[str, Any] | None = None):
+        import onnxruntime as ort
+
+        source = model if isinstance(model, bytes) else str(model)
+        self.name = name or (Path(model).name if not isinstance(model, bytes) else "model")
+        self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = metadata if metadata is not None else json.loads(meta.get(METADATA_KEY, "{}"))
+        self.input_name = self.session.get_inputs()[0].name
+        self.threads = threads
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess.from_dict(self.metadata.get("preprocess", {}))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.metadata.get("class_names", []))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if "input_shape" in self.metadata:
+            return tuple(self.metadata["input_shape"])
+        return tuple(int(d) for d in self.session.get_inputs()[0].shape[1:])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a float32 batch already preprocessed to the model's input shape."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"{self.name}: input shape {tuple(x.shape[1:])} != model input {self.input_shape}")
+        return self.session.run(None, {self.input_name: x})[0]
+
+    __call__ = predict
+
+    def classify_image(self, path: str | os.PathLike) -> Prediction:
+        """Read an image (any size or colour mode: it is converted), return the top class."""
+        logits = self.predict(self.preprocess.load_image(path))[0].astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        i = int(probs.argmax())
+        names = self.class_names
+        return Prediction(i, names[i] if i < len(names) else str(i), float(probs[i]), probs)
+
+
+def load_model(path: str | os.PathLike, threads: int | None = None, public_key: str | os.PathLike | None = None
+               ) -> Runner:
+    """Open an ``.onnx`` file (or a verified ``.eslim`` artifact) for inference."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.suffix == ".eslim":
+        from .artifact import open_artifact  # torch-free loader of the compressed format
+
+        onnx_bytes, metadata = open_artifact(path, public_key=public_key)
+        return Runner(onnx_bytes, threads, name=path.name, metadata=metadata)
+    return Runner(path, threads)
