@@ -146,6 +146,7 @@ def load_checkpoint(folder: str | Path, model: nn.Module | None = None) -> Check
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{folder}: weights do not match the architecture "
-                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]}); for your own model class, "
+                              "pass model=<an instance of it> to load_checkpoint")
     model.eval()
     return Checkpoint(model, meta)

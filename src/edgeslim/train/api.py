@@ -13,6 +13,17 @@ from ..models.registry import create, model_spec
 from .loop import TrainConfig, fit, set_seed
 
 
+# 8x8 digits: a mirrored digit is another digit (or none), and a 2-pixel shift is a quarter of it.
+NO_AUGMENT_DATASETS = {"digits"}
+
+
+def default_train_config(dataset: str, **overrides: Any) -> TrainConfig:
+    """TrainConfig with the augmentation that suits the data set."""
+    if dataset in NO_AUGMENT_DATASETS:
+        overrides = {"augment": False, "hflip": False, **overrides}
+    return TrainConfig(**overrides)
+
+
 def model_kwargs_for(name: str, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
     """Arguments that fit a built-in model to a data set's input shape and classes."""
     c, h, w = input_shape
@@ -40,9 +51,9 @@ def train_model(model: str | nn.Module, dataset: str | DataBundle = "fashion-mni
     """Train a registered model (by name) or any ``nn.Module`` and optionally save a checkpoint."""
     from ..evaluate.metrics import evaluate_split
 
-    config = config or TrainConfig()
     name = model if isinstance(model, str) else None
     data = dataset if isinstance(dataset, DataBundle) else load_data_for(name, dataset, data_dir)
+    config = config or default_train_config(data.name)
     set_seed(config.seed)
     if name:
         kwargs = {**model_kwargs_for(name, data.input_shape, data.num_classes), **(model_kwargs or {})}

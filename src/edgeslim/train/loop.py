@@ -27,7 +27,8 @@ class TrainConfig(BaseModel):
     optimizer: str = Field("adamw", pattern="^(adamw|sgd)$")
     schedule: str = Field("cosine", pattern="^(cosine|constant)$")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    augment: bool = True
+    augment: bool = True  # random shifts of up to 2 pixels
+    hflip: bool = True  # random horizontal flips (right for clothes, wrong for digits or text)
     seed: int = 0
     max_steps: int | None = Field(None, ge=1)
 
@@ -51,10 +52,11 @@ def iterate_batches(split: Split, batch_size: int, shuffle: bool, generator: tor
         yield split.x[idx], split.y[idx]
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip and a random shift of up to 2 pixels (cheap, shape-preserving)."""
-    flip = torch.rand(x.shape[0], generator=generator) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+def augment_batch(x: torch.Tensor, generator: torch.Generator, hflip: bool = True) -> torch.Tensor:
+    """Random shift of up to 2 pixels and optional horizontal flip (cheap, shape-preserving)."""
+    if hflip:
+        flip = torch.rand(x.shape[0], generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=generator))
     return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
 
@@ -102,7 +104,7 @@ def fit(model: nn.Module, train: Split, config: TrainConfig, loss_fn: LossFn | N
                 if step >= total:
                     break
                 if config.augment:
-                    x = augment_batch(x, gen)
+                    x = augment_batch(x, gen, config.hflip)
                 loss, logits = loss_fn(model, x, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

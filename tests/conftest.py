@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny seed-cnn trained on digits, its checkpoint and its ONNX export."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from edgeslim.data import load_digits
+
+    return load_digits(pad_to=32)
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory, digits):
+    """seed-cnn trained for 3 epochs on digits, saved as a checkpoint folder."""
+    from edgeslim.train import TrainConfig, train_model
+
+    out = tmp_path_factory.mktemp("ckpt") / "seed-cnn"
+    ckpt = train_model("seed-cnn", digits, TrainConfig(epochs=4, batch_size=64, augment=False, hflip=False), out=out, progress=False)
+    return out, ckpt
+
+
+@pytest.fixture(scope="session")
+def digits_onnx(tmp_path_factory, digits_checkpoint):
+    from edgeslim.export import export_checkpoint
+
+    folder, _ = digits_checkpoint
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_checkpoint(folder, out)
+    return out

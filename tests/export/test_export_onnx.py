@@ -1,0 +1,27 @@
+import json
+
+import onnx
+import pytest
+
+from edgeslim.errors import ConfigError
+from edgeslim.export import export_checkpoint
+
+
+def test_export_parity_on_real_images(digits_checkpoint, tmp_path):
+    folder, _ = digits_checkpoint
+    r = export_checkpoint(folder, tmp_path / "m.onnx")
+    assert r["parity_inputs"] == "digits test images" and r["samples"] == 256
+    assert r["max_abs_diff"] < 1e-4 and r["top1_agreement"] == 1.0
+
+
+def test_export_has_dynamic_batch_and_metadata(digits_onnx):
+    model = onnx.load(str(digits_onnx))
+    dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param  # symbolic batch dimension
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["edgeslim"])
+    assert meta["class_names"][3] == "3" and meta["preprocess"]["pad_to"] == [32, 32]
+
+
+def test_unknown_format(digits_checkpoint):
+    with pytest.raises(ConfigError, match="format 'tflite'"):
+        export_checkpoint(digits_checkpoint[0], fmt="tflite")
