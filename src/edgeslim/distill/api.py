@@ -1,0 +1,252 @@
+"""Knowledge distillation on top of ``edgeslim.train.fit``.
+
+``kd_loss_fn(teacher, ...)`` is a ``loss_fn`` for ``fit``: use it as the recovery step
+after pruning or inside quantization-aware training. ``distill(student, teacher, data,
+DistillConfig(...))`` runs the whole thing, hint layers and their adapters included.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..data.datasets import Split
+from ..errors import ConfigError
+from ..models.checkpoint import Checkpoint, architecture_of, load_checkpoint, save_checkpoint
+from ..models.registry import create
+from ..train.loop import TrainConfig, fit
+from .losses import FeatureCapture, hint_loss, hinton_loss, make_adapter
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class DistillConfig(BaseModel):
+    """Settings of one distillation run. ``hint_layers`` pairs (student layer, teacher layer)
+    by module name (``model.named_modules()``); ``unlabeled`` trains on teacher outputs only.
+    ``augmentation``: ``shift_flip`` (fit's flip + 2-pixel shift, for small images),
+    ``crop_flip`` (random resized crop + flip, for photos) or ``none``."""
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1)
+    epochs: int = Field(10, ge=0)
+    lr: float = Field(2e-3, gt=0)
+    batch_size: int = Field(128, ge=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    hint_layers: list[tuple[str, str]] = Field(default_factory=list)
+    hint_weight: float = Field(1.0, ge=0)
+    unlabeled: bool = False
+    augmentation: Literal["none", "shift_flip", "crop_flip"] = "shift_flip"
+    seed: int = 0
+    max_steps: int | None = Field(None, ge=1)
+
+    @field_validator("hint_layers")
+    @classmethod
+    def _distinct_students(cls, v: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        names = [s for s, _ in v]
+        if len(set(names)) != len(names):
+            raise ValueError("hint_layers: each student layer may appear once")
+        return v
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           weight_decay=self.weight_decay, augment=self.augmentation == "shift_flip",
+                           seed=self.seed, max_steps=self.max_steps)
+
+
+def crop_flip(x: torch.Tensor, generator: torch.Generator, min_scale: float = 0.6) -> torch.Tensor:
+    """Per-sample random crop (side scale ``min_scale``..1, random position) resized back to
+    the input size, and a random horizontal flip; one ``grid_sample`` call for the batch."""
+    n = x.shape[0]
+    scale = min_scale + (1 - min_scale) * torch.rand(n, generator=generator)
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (1 - scale)[:, None]
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = scale * flip, scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+class StudentWithAdapters(nn.Module):
+    """The student plus the hint adapters, so that ``fit`` trains both; ``forward`` is the
+    student's. Keep ``.student`` after training; the adapters are thrown away."""
+
+    def __init__(self, student: nn.Module, adapters: nn.ModuleDict):
+        super().__init__()
+        self.student = student
+        self.adapters = adapters
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x)
+
+
+def _freeze(teacher: nn.Module) -> nn.Module:
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+class KDLoss:
+    """A ``loss_fn(model, x, y) -> (loss, logits)`` for ``edgeslim.train.fit`` that adds the
+    teacher's soft targets (and optional hints). The teacher stays in eval mode and runs
+    under ``torch.no_grad``. With hints, call :meth:`attach` and train the module it returns."""
+
+    def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9,
+                 unlabeled: bool = False, hint_layers: list[tuple[str, str]] | None = None,
+                 hint_weight: float = 1.0, augment: Augment | None = None, seed: int = 0):
+        self.teacher = _freeze(teacher)
+        self.temperature, self.alpha, self.unlabeled = temperature, alpha, unlabeled
+        self.hint_layers = list(hint_layers or [])
+        self.hint_weight = hint_weight
+        self.augment = augment
+        self.generator = torch.Generator().manual_seed(seed)
+        self.adapters: nn.ModuleDict | None = None
+        self._student_capture: FeatureCapture | None = None
+        self._teacher_capture: FeatureCapture | None = None
+
+    def attach(self, student: nn.Module, sample: torch.Tensor) -> nn.Module:
+        """Hook the hint layers and build one adapter per pair from a forward pass on
+        ``sample``; returns the module to train (the student itself when there are no hints)."""
+        if not self.hint_layers:
+            return student
+        self.detach()
+        self._student_capture = FeatureCapture(student, [s for s, _ in self.hint_layers])
+        self._teacher_capture = FeatureCapture(self.teacher, [t for _, t in self.hint_layers])
+        with torch.no_grad():
+            was_training = student.training
+            student.eval()
+            student(sample[:2])
+            student.train(was_training)
+            self.teacher(sample[:2])
+        self.adapters = nn.ModuleDict({
+            _key(s): make_adapter(self._student_capture.outputs[s].shape, self._teacher_capture.outputs[t].shape)
+            for s, t in self.hint_layers})
+        return StudentWithAdapters(student, self.adapters)
+
+    def detach(self) -> None:
+        """Remove the forward hooks (call when training is over)."""
+        for cap in (self._student_capture, self._teacher_capture):
+            if cap is not None:
+                cap.remove()
+        self._student_capture = self._teacher_capture = None
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.augment is not None:
+            x = self.augment(x, self.generator)
+        self.teacher.eval()
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        logits = model(x)
+        loss = hinton_loss(logits, teacher_logits, None if self.unlabeled else y, self.temperature, self.alpha)
+        if self.hint_layers:
+            if self.adapters is None or self._student_capture is None:
+                raise ConfigError("hint_layers are set: call KDLoss.attach(student, sample) and train "
+                                  "the module it returns")
+            for s, t in self.hint_layers:
+                loss = loss + self.hint_weight * hint_loss(self._student_capture.outputs[s],
+                                                           self._teacher_capture.outputs[t], self.adapters[_key(s)])
+        return loss, logits
+
+
+def _key(layer_name: str) -> str:
+    return layer_name.replace(".", "__") or "root"
+
+
+def kd_loss_fn(teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9, unlabeled: bool = False,
+               augment: Augment | None = None, seed: int = 0) -> KDLoss:
+    """Logit distillation as a drop-in ``loss_fn`` for ``fit`` (pruning recovery, QAT):
+    ``fit(student, split, cfg, loss_fn=kd_loss_fn(teacher, 4.0, 0.9))``."""
+    return KDLoss(teacher, temperature, alpha, unlabeled=unlabeled, augment=augment, seed=seed)
+
+
+def teacher_labels(teacher: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The teacher's top-1 class for each input (pseudo labels for unlabeled data)."""
+    from ..evaluate.metrics import predict_logits
+
+    return predict_logits(_freeze(teacher), x, batch_size).argmax(1)
+
+
+def distill(student: nn.Module, teacher: nn.Module, data: Split, config: DistillConfig | None = None,
+            val: Split | None = None, progress: bool = True) -> list[dict]:
+    """Train ``student`` in place from ``teacher`` on ``data``; one metrics dict per epoch.
+    With ``config.unlabeled`` the labels in ``data`` are ignored (the teacher's predictions
+    replace them, so the logged training accuracy is agreement with the teacher)."""
+    config = config or DistillConfig()
+    if config.unlabeled:
+        data = Split(data.x, teacher_labels(teacher, data.x))
+    augment = crop_flip if config.augmentation == "crop_flip" else None
+    loss = KDLoss(teacher, config.temperature, config.alpha, config.unlabeled, config.hint_layers,
+                  config.hint_weight, augment, config.seed)
+    trainable = loss.attach(student, data.x[:2])
+    try:
+        history = fit(trainable, data, config.train_config(), loss_fn=loss, val=val, progress=progress,
+                      description="distill")
+    finally:
+        loss.detach()
+    student.eval()
+    return history
+
+
+def width_student(teacher: nn.Module, width: float) -> nn.Module:
+    """A fresh student with the teacher's architecture and every layer's channels scaled by
+    ``width``. Works for registered models (their ``width`` argument)."""
+    arch = architecture_of(teacher)
+    name, kwargs = arch["name"], dict(arch.get("kwargs", {}))
+    if ":" in name:
+        raise ConfigError(f"width students need a registered model with a 'width' argument; {name!r} is not "
+                          "one: pass your own student module to distill() instead")
+    kwargs["width"] = width * float(kwargs.get("width", 1.0))
+    kwargs.pop("pretrained", None)
+    try:
+        model = create(name, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"model {name!r} has no width argument ({e})") from None
+    return model
+
+
+def distill_checkpoint(teacher: str | Path, student: str | None = None, width: float = 0.25,
+                       config: DistillConfig | None = None, out: str | Path | None = None,
+                       dataset: str | None = None, data_dir: str | Path | None = None,
+                       progress: bool = True) -> Checkpoint:
+    """``edgeslim distill``: teacher checkpoint -> distilled student checkpoint. ``student`` is
+    a registered model name (default: the teacher's architecture) built at ``width``."""
+    from ..evaluate.metrics import evaluate_split
+    from ..train.api import checkpoint_meta, load_data_for, model_kwargs_for
+
+    config = config or DistillConfig()
+    t_ckpt = load_checkpoint(teacher)
+    t_name = t_ckpt.meta["architecture"]["name"]
+    data = load_data_for(student or t_name, dataset or t_ckpt.meta.get("dataset", "fashion-mnist"), data_dir)
+    if student is None or student == t_name:
+        s_model = width_student(t_ckpt.model, width)
+    else:
+        kwargs = {**model_kwargs_for(student, data.input_shape, data.num_classes), "width": width}
+        s_model = create(student, **kwargs)
+    if tuple(data.input_shape) != t_ckpt.input_shape:
+        raise ConfigError(f"student input {data.input_shape} differs from the teacher's {t_ckpt.input_shape}")
+    t0 = time.perf_counter()
+    history = distill(s_model, t_ckpt.model, data.train, config, val=data.test, progress=progress)
+    metrics = evaluate_split(s_model, data.test)
+    metrics["train_seconds"] = time.perf_counter() - t0
+    metrics["teacher_accuracy"] = t_ckpt.meta.get("metrics", {}).get("accuracy", math.nan)
+    meta = checkpoint_meta(data, metrics, history=history,
+                           distill={"teacher": str(teacher), "width": width, **config.model_dump()})
+    if out is not None:
+        save_checkpoint(s_model, out, meta)
+    return Checkpoint(s_model, {"architecture": architecture_of(s_model), **meta})
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation and range of repeated measurements."""
+    import statistics
+
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}

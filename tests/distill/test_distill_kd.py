@@ -1,0 +1,127 @@
+"""Knowledge distillation: the loss against a hand computation, hints, and training."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from pydantic import ValidationError
+
+from edgeslim.distill import (DistillConfig, FeatureCapture, crop_flip, distill, distill_checkpoint, hinton_loss,
+                              kd_loss_fn, make_adapter, width_student)
+from edgeslim.evaluate import evaluate_split
+from edgeslim.models import create, load_checkpoint
+from edgeslim.train import TrainConfig, fit
+
+
+def _hand_kd(zs, zt, y, T, alpha):
+    """alpha*T^2*KL(softmax(zt/T)||softmax(zs/T)) + (1-alpha)*CE, sample by sample in plain Python."""
+    total = 0.0
+    for s_row, t_row, label in zip(zs, zt, y):
+        ps = [math.exp(v / T) for v in s_row]
+        pt = [math.exp(v / T) for v in t_row]
+        ps = [v / sum(ps) for v in ps]
+        pt = [v / sum(pt) for v in pt]
+        kl = sum(a * (math.log(a) - math.log(b)) for a, b in zip(pt, ps))
+        p = [math.exp(v) for v in s_row]
+        ce = -math.log(p[label] / sum(p))
+        total += alpha * T * T * kl + (1 - alpha) * ce
+    return total / len(y)
+
+
+def test_hinton_loss_matches_hand_computation():
+    zs = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
+    zt = [[2.0, 0.0, 1.0], [0.5, 0.5, 2.5]]
+    y = [1, 2]
+    for T, alpha in [(1.0, 0.5), (4.0, 0.9), (2.0, 0.0), (3.0, 1.0)]:
+        got = hinton_loss(torch.tensor(zs), torch.tensor(zt), torch.tensor(y), T, alpha)
+        assert float(got) == pytest.approx(_hand_kd(zs, zt, y, T, alpha), rel=1e-5, abs=1e-6)
+    soft_only = hinton_loss(torch.tensor(zs), torch.tensor(zt), None, 4.0, 0.3)
+    assert float(soft_only) == pytest.approx(_hand_kd(zs, zt, y, 4.0, 1.0), rel=1e-5)
+    same = hinton_loss(torch.tensor(zt), torch.tensor(zt), None, 4.0)
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_adapter_shapes():
+    conv = make_adapter(torch.Size([2, 4, 8, 8]), torch.Size([2, 16, 8, 8]))
+    assert isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1)
+    assert conv(torch.zeros(2, 4, 8, 8)).shape == (2, 16, 8, 8)
+    lin = make_adapter(torch.Size([2, 32]), torch.Size([2, 128]))
+    assert lin(torch.zeros(2, 32)).shape == (2, 128)
+    with pytest.raises(ValueError, match="spatial"):
+        make_adapter(torch.Size([2, 4, 8, 8]), torch.Size([2, 16, 4, 4]))
+    with pytest.raises(KeyError, match="no such layer"):
+        FeatureCapture(create("seed-cnn"), ["features.99"])
+
+
+def test_config_rejects_unknown_and_bad_fields():
+    with pytest.raises(ValidationError, match="temprature"):
+        DistillConfig(temprature=4)
+    with pytest.raises(ValidationError, match="alpha"):
+        DistillConfig(alpha=1.5)
+    with pytest.raises(ValidationError, match="hint_layers"):
+        DistillConfig(hint_layers=[("a", "b"), ("a", "c")])
+
+
+def test_hint_distillation_trains_adapters_and_leaves_teacher_alone(digits):
+    torch.manual_seed(0)
+    teacher = create("seed-cnn", num_classes=10)
+    student = width_student(teacher, 0.25)
+    t_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    cfg = DistillConfig(epochs=1, hint_layers=[("features.2", "features.2"), ("classifier.2", "classifier.2")],
+                        max_steps=5, batch_size=32)
+    from edgeslim.distill import KDLoss
+
+    loss = KDLoss(teacher, hint_layers=cfg.hint_layers)
+    trainable = loss.attach(student, digits.train.x[:2])
+    shapes = {k: tuple(m.weight.shape) for k, m in loss.adapters.items()}
+    assert shapes == {"features__2": (16, 4, 1, 1), "classifier__2": (128, 32)}
+    a_before = {k: m.weight.detach().clone() for k, m in loss.adapters.items()}
+    fit(trainable, digits.train, cfg.train_config(), loss_fn=loss, progress=False)
+    loss.detach()
+    assert all(not torch.equal(a_before[k], m.weight) for k, m in loss.adapters.items())
+    assert all(torch.equal(t_before[k], v) for k, v in teacher.state_dict().items())
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert not student._forward_hooks and not teacher.features[2]._forward_hooks
+    # distill() runs the same path end to end
+    distill(student, teacher, digits.train.subset(128), cfg, progress=False)
+
+
+def test_kd_loss_fn_plugs_into_fit_and_student_learns(digits_checkpoint, digits):
+    _, ckpt = digits_checkpoint
+    teacher_acc = evaluate_split(ckpt.model, digits.test)["accuracy"]
+    student = width_student(ckpt.model, 0.5)
+    fit(student, digits.train, TrainConfig(epochs=4, batch_size=64, lr=5e-3, augment=False),
+        loss_fn=kd_loss_fn(ckpt.model, temperature=4.0, alpha=0.9), progress=False)
+    acc = evaluate_split(student, digits.test)["accuracy"]
+    assert teacher_acc > 0.8 and acc > 0.7, (teacher_acc, acc)
+
+
+def test_unlabeled_distillation_ignores_labels(digits_checkpoint, digits):
+    _, ckpt = digits_checkpoint
+    from edgeslim.data.datasets import Split
+
+    garbage = Split(digits.train.x, torch.zeros_like(digits.train.y))  # labels must not matter
+    student = width_student(ckpt.model, 0.5)
+    distill(student, ckpt.model, garbage, DistillConfig(epochs=4, batch_size=64, lr=5e-3, unlabeled=True,
+                                                        augmentation="none"), progress=False)
+    assert evaluate_split(student, digits.test)["accuracy"] > 0.6
+
+
+def test_crop_flip_keeps_shape_and_is_identity_at_full_scale():
+    x = torch.randn(6, 3, 16, 16)
+    g = torch.Generator().manual_seed(0)
+    assert crop_flip(x, g).shape == x.shape
+    y = crop_flip(x, g, min_scale=1.0)
+    for i in range(6):
+        assert torch.allclose(y[i], x[i], atol=1e-5) or torch.allclose(y[i], x[i].flip(-1), atol=1e-5)
+
+
+def test_distill_checkpoint_writes_a_loadable_student(digits_checkpoint, tmp_path):
+    folder, _ = digits_checkpoint
+    ck = distill_checkpoint(folder, width=0.5, config=DistillConfig(epochs=1, batch_size=64), out=tmp_path / "s",
+                            dataset="digits", progress=False)
+    loaded = load_checkpoint(tmp_path / "s")
+    assert loaded.model.features[0].out_channels == 8
+    assert loaded.meta["distill"]["width"] == 0.5 and 0 <= ck.meta["metrics"]["accuracy"] <= 1
