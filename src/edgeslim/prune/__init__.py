@@ -1,7 +1,41 @@
-"""Pruning: unstructured magnitude (global or per layer), with masks made permanent;
-structured channel pruning (``prune_structured``) through torch-pruning's dependency graph."""
-from .structured import StructuredResult, output_layers, prune_structured
-from .unstructured import apply_magnitude_masks, layer_sparsity, make_permanent, prunable_layers
+"""Pruning that really shrinks models.
 
-__all__ = ["apply_magnitude_masks", "layer_sparsity", "make_permanent", "prunable_layers",
-           "prune_structured", "StructuredResult", "output_layers"]
+``edgeslim.prune(model, config, data=...)`` (this package is callable) or
+``edgeslim.prune.prune(...)`` returns ``(pruned_model, summary)`` for every method:
+
+- ``method="unstructured"``: zero single weights by ``criterion="magnitude"`` (|w|) or
+  ``"taylor"`` (|w * dL/dw| over calibration batches), ``scope="global" | "layer" |
+  "sensitivity"``, ``schedule="oneshot" | "gradual"`` (cubic, Zhu & Gupta).
+- ``method="structured"``: remove channels through torch-pruning's dependency graph
+  (``prune_structured``), to a channel ratio or a ``target_macs`` fraction.
+- ``method="nm"``: N:M semi-structured masks (2:4 by default).
+
+Masks are always folded into plain tensors before the model is returned.
+"""
+import sys
+import types
+
+from .api import make_config, prune, prune_checkpoint
+from .config import PruneConfig
+from .nm import is_nm_sparse, nm_mask
+from .schedule import cubic_sparsity, cubic_steps
+from .sensitivity import allocate_sparsity, plot_sensitivity, sensitivity_analysis
+from .structured import StructuredResult, output_layers, prune_structured
+from .unstructured import (apply_magnitude_masks, apply_masks, layer_sparsity, magnitude_scores, make_permanent,
+                           masks_from_scores, prunable_layers, taylor_scores, weight_sparsity)
+
+__all__ = ["prune", "prune_checkpoint", "make_config", "PruneConfig", "prune_structured", "StructuredResult",
+           "output_layers", "apply_magnitude_masks", "apply_masks", "layer_sparsity", "magnitude_scores",
+           "make_permanent", "masks_from_scores", "prunable_layers", "taylor_scores", "weight_sparsity",
+           "nm_mask", "is_nm_sparse", "cubic_sparsity", "cubic_steps", "sensitivity_analysis",
+           "allocate_sparsity", "plot_sensitivity"]
+
+
+class _CallablePackage(types.ModuleType):
+    """Lets ``edgeslim.prune(model, config, data=...)`` call ``edgeslim.prune.prune``."""
+
+    def __call__(self, *args, **kwargs):
+        return prune(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -65,19 +65,19 @@ def output_layers(model: nn.Module, example_input_shape: tuple[int, ...],
     """Conv/linear layers whose outputs reach the model output without passing another
     conv/linear layer (the classifier): their output channels are the classes and stay."""
     dg = graph or _build_graph(model, torch.zeros(1, *example_input_shape))
-    stack = [n for n in dg.module2node.values() if n.type == tp.ops.OPTYPE.OUTPUT]
+    # sinks: nodes nothing consumes (the output op, or the last layer itself)
+    stack = [n for n in dg.module2node.values() if n.type == tp.ops.OPTYPE.OUTPUT or not n.outputs]
     found, seen = [], set()
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
-        for inp in node.inputs:
-            if isinstance(inp.module, ROOT_TYPES):
-                if inp.module not in found:
-                    found.append(inp.module)
-            else:
-                stack.append(inp)
+        if isinstance(node.module, ROOT_TYPES):
+            if node.module not in found:
+                found.append(node.module)
+        else:
+            stack.extend(node.inputs)
     return found
 
 

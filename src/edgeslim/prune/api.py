@@ -1,0 +1,247 @@
+"""``edgeslim.prune(model, config, data=...)``: one entry point for every method, and
+``prune_checkpoint`` behind ``edgeslim prune``."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch.nn as nn
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from ..evaluate.metrics import evaluate_split
+from ..evaluate.size import count_macs, count_nonzero_params, count_params
+from ..train.loop import LossFn, TrainConfig, fit
+from ._data import iter_batches
+from .config import PruneConfig, config_error
+from .nm import nm_compatible, nm_mask
+from .schedule import cubic_steps
+from .sensitivity import allocate_sparsity, sensitivity_analysis
+from .structured import prune_structured
+from .unstructured import (apply_masks, current_masks, layer_sparsity, magnitude_scores, make_permanent,
+                           masks_from_scores, targets_of, taylor_scores, weight_sparsity)
+
+
+def make_config(config: PruneConfig | dict | None = None, **overrides: Any) -> PruneConfig:
+    """A PruneConfig from a config, a dict and/or keyword overrides; ConfigError names bad fields."""
+    try:
+        base = config.model_dump() if isinstance(config, PruneConfig) else dict(config or {})
+        return PruneConfig(**{**base, **overrides})
+    except ValidationError as e:
+        raise config_error(e) from None
+
+
+def _splits(data: Any) -> tuple[Any, Any]:
+    """(train, test) from a DataBundle; a bare Split serves for training only."""
+    if data is None:
+        return None, None
+    if hasattr(data, "train"):
+        return data.train, data.test
+    return data, None
+
+
+def _finetune_config(config: PruneConfig, data: Any, **extra: Any) -> TrainConfig:
+    from ..train.api import default_train_config
+
+    return default_train_config(getattr(data, "name", ""), epochs=config.finetune_epochs, lr=config.finetune_lr,
+                                batch_size=config.finetune_batch_size, seed=config.seed, **extra)
+
+
+def _stats(model: nn.Module, shape: tuple[int, ...], test: Any) -> dict[str, Any]:
+    out = {"params": count_params(model), "nonzero_params": count_nonzero_params(model),
+           "weight_sparsity": weight_sparsity(model), "macs": count_macs(model, shape)}
+    if test is not None:
+        out["accuracy"] = evaluate_split(model, test)["accuracy"]
+    return out
+
+
+def prune(model: nn.Module, config: PruneConfig | dict | None = None, data: Any = None, *,
+          example_input_shape: tuple[int, ...] | None = None, loss_fn: LossFn | None = None,
+          progress: bool = False, log: Callable[[str], None] | None = None, **overrides: Any
+          ) -> tuple[nn.Module, dict[str, Any]]:
+    """Prune a copy of ``model`` (the input stays untouched) and return ``(pruned, summary)``.
+
+    ``config`` is a ``PruneConfig`` (or dict; keyword overrides such as ``sparsity=0.95``
+    are merged in). ``data`` is a ``DataBundle`` (train split for calibration and
+    fine-tuning, test split for the accuracy in the summary) or a ``Split``. Masks are
+    folded into plain tensors before returning. ``summary`` holds the per-layer sparsity,
+    params / non-zeros / MACs / accuracy before and after, and the schedule followed.
+    """
+    config = make_config(config, **overrides)
+    config.check_against(model, data)
+    train, test = _splits(data)
+    shape = tuple(example_input_shape or (tuple(train.x.shape[1:]) if train is not None else ()))
+    if not shape:
+        raise ConfigError("example_input_shape is needed when no data is given (e.g. (1, 32, 32))")
+    log = log or (lambda s: None)
+    t0 = time.perf_counter()
+    work = copy.deepcopy(model)
+    before = _stats(work, shape, test)
+    log(f"pruning ({config.method}, {config.criterion}, {config.schedule})")
+    if config.method == "structured":
+        work, details = _structured(work, config, data, shape, loss_fn, progress)
+    elif config.method == "nm":
+        details = _nm(work, config, data, loss_fn, progress)
+    else:
+        details = _unstructured(work, config, data, loss_fn, progress)
+    make_permanent(work)
+    work.eval()
+    after = _stats(work, shape, test)
+    summary = {"config": config.model_dump(), "input_shape": list(shape), "before": before, "after": after,
+               "layer_sparsity": layer_sparsity(work), "seconds": time.perf_counter() - t0, **details}
+    if "accuracy" in before:
+        summary["accuracy_drop_points"] = 100 * (before["accuracy"] - after["accuracy"])
+    return work, summary
+
+
+def _finetune(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None, progress: bool,
+              on_step: Callable[[int], None] | None = None, **extra: Any) -> list[dict]:
+    train, _ = _splits(data)
+    return fit(model, train, _finetune_config(config, data, **extra), loss_fn=loss_fn, progress=progress,
+               description="fine-tune", on_step=on_step)
+
+
+def _unstructured(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None,
+                  progress: bool) -> dict[str, Any]:
+    train, _ = _splits(data)
+    targets = targets_of(model, config.exclude, config.layers, config.prune_biases)
+    final, details = _final_sparsity(model, config, train)
+    scope = "layer" if config.effective_scope == "layer" else "global"
+
+    def scores():
+        if config.criterion == "taylor":
+            batches = iter_batches(train, config.calibration_batches, config.calibration_batch_size, config.seed)
+            return taylor_scores(model, targets, batches, loss_fn)
+        return magnitude_scores(targets)
+
+    def prune_to(level: float) -> None:
+        if isinstance(final, dict):
+            spec = {k: v * level / max(config.sparsity, 1e-12) for k, v in final.items()}
+        else:
+            spec = level
+        apply_masks(targets, masks_from_scores(scores(), spec, scope, keep_pruned=current_masks(targets)))
+
+    schedule = []
+    if config.schedule == "oneshot":
+        prune_to(config.sparsity)
+        schedule.append({"step": 0, "sparsity": config.sparsity})
+        if config.finetune_epochs:
+            details["finetune"] = _finetune(model, config, data, loss_fn, progress)
+        return {**details, "schedule": schedule}
+
+    levels = cubic_steps(config.sparsity, config.initial_sparsity, config.pruning_steps)
+    total = config.finetune_epochs * math.ceil(len(train) / config.finetune_batch_size)
+    dt = max(1, int(total * config.pruning_fraction) // config.pruning_steps)
+    prune_to(levels[0])
+    schedule.append({"step": 0, "sparsity": levels[0]})
+
+    def on_step(step: int) -> None:
+        t = step + 1
+        k = t // dt
+        if t % dt == 0 and 1 <= k <= config.pruning_steps:
+            prune_to(levels[k])
+            schedule.append({"step": t, "sparsity": levels[k]})
+
+    details["finetune"] = _finetune(model, config, data, loss_fn, progress, on_step)
+    if schedule[-1]["sparsity"] < config.sparsity:  # too few training steps for the schedule
+        prune_to(config.sparsity)
+        schedule.append({"step": total, "sparsity": config.sparsity})
+    return {**details, "schedule": schedule, "dt": dt}
+
+
+def _final_sparsity(model: nn.Module, config: PruneConfig, train: Any) -> tuple[float | dict, dict]:
+    """The final target: one level, or a level per tensor (given, or from sensitivity)."""
+    if config.layer_sparsity:
+        levels = {f"{n}.weight": s for n, s in config.layer_sparsity.items()}
+        return levels, {"planned_layer_sparsity": dict(config.layer_sparsity)}
+    if config.scope == "sensitivity":
+        split = train.subset(min(len(train), 2000), seed=config.seed)
+        sens = sensitivity_analysis(model, split, layers=config.layers, exclude=config.exclude)
+        plan = allocate_sparsity(sens, config.sparsity)
+        return {f"{n}.weight": s for n, s in plan.items()}, {"sensitivity": sens, "planned_layer_sparsity": plan}
+    return config.sparsity, {}
+
+
+def _nm(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None, progress: bool) -> dict:
+    train, _ = _splits(data)
+    targets = targets_of(model, config.exclude, config.layers)
+    skipped = [k for k, (m, t) in targets.items() if not nm_compatible(getattr(m, t), config.m)]
+    targets = {k: v for k, v in targets.items() if k not in skipped}
+    if not targets:
+        raise ConfigError(f"no layer has a multiple of m={config.m} inputs per output; N:M cannot apply")
+    if config.criterion == "taylor":
+        batches = iter_batches(train, config.calibration_batches, config.calibration_batch_size, config.seed)
+        scores = taylor_scores(model, targets, batches, loss_fn)
+    else:
+        scores = magnitude_scores(targets)
+    apply_masks(targets, {k: nm_mask(s, config.n, config.m) for k, s in scores.items()})
+    details: dict[str, Any] = {"nm": f"{config.n}:{config.m}", "nm_layers": [k[:-7] for k in targets],
+                               "nm_skipped": [k[:-7] for k in skipped]}
+    if config.finetune_epochs:
+        details["finetune"] = _finetune(model, config, data, loss_fn, progress)
+    return details
+
+
+def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[int, ...],
+                loss_fn: LossFn | None, progress: bool) -> tuple[nn.Module, dict]:
+    train, _ = _splits(data)
+    kwargs = dict(importance=config.structured_importance, layers=config.layers, exclude=config.exclude,
+                  scope=config.effective_scope, data=train, loss_fn=loss_fn, calibration_batches=config.calibration_batches,
+                  batch_size=config.calibration_batch_size, round_to=config.round_to)
+    macs0 = count_macs(model, shape)
+    if config.schedule == "oneshot":
+        res = (prune_structured(model, shape, target_macs=config.target_macs, **kwargs) if config.target_macs
+               else prune_structured(model, shape, ratio=config.sparsity, **kwargs))
+        details: dict[str, Any] = {"channel_ratio": res.ratio, "channels": res.channels,
+                                   "schedule": [{"step": 0, "macs_fraction": res.macs_fraction}]}
+        model = res.model
+        if config.finetune_epochs:
+            details["finetune"] = _finetune(model, config, data, loss_fn, progress)
+        return model, details
+    # gradual: the MAC fraction removed follows the cubic schedule, fine-tuning between steps
+    final_removed = 1 - (config.target_macs if config.target_macs else (1 - config.sparsity) ** 2)
+    steps = min(config.pruning_steps, max(1, config.finetune_epochs * 4))
+    removed = cubic_steps(final_removed, 0.0, steps)[1:]
+    per_step = max(1, config.finetune_epochs * math.ceil(len(train) / config.finetune_batch_size) // steps)
+    schedule, history, channels0 = [], [], None
+    for k, r in enumerate(removed, start=1):
+        keep = (1 - r) * macs0 / count_macs(model, shape)
+        res = prune_structured(model, shape, target_macs=min(1.0, keep), **kwargs)
+        channels0 = channels0 or {n: c[0] for n, c in res.channels.items()}
+        model = res.model
+        schedule.append({"step": k, "macs_fraction": count_macs(model, shape) / macs0})
+        history += _finetune(model, config, data, loss_fn, progress, max_steps=per_step)
+    channels = {n: (channels0[n], (m.out_channels if hasattr(m, "out_channels") else m.out_features))
+                for n, m in model.named_modules() if n in (channels0 or {})}
+    return model, {"schedule": schedule, "channels": channels, "finetune": history}
+
+
+def prune_checkpoint(folder: str | Path, config: PruneConfig | dict, out: str | Path, dataset: str | None = None,
+                     data_dir: str | Path | None = None, progress: bool = True,
+                     log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Load a checkpoint, prune it, fine-tune it on its data set and write a normal
+    checkpoint folder (eval/export/bench accept it) with the compression stage recorded."""
+    from .._io import write_json
+    from ..data.datasets import load_dataset
+    from ..models.checkpoint import load_checkpoint, save_checkpoint
+
+    config = make_config(config)
+    ckpt = load_checkpoint(folder)
+    name = dataset or ckpt.meta.get("dataset", "fashion-mnist")
+    pad = ckpt.preprocess.pad_to[0] if ckpt.preprocess.pad_to else None
+    data = load_dataset(name, data_dir, pad_to=pad)
+    pruned, summary = prune(ckpt.model, config, data, example_input_shape=ckpt.input_shape,
+                            progress=progress, log=log)
+    metrics = evaluate_split(pruned, data.test)
+    stage = {"stage": "prune", "method": config.method, "criterion": config.criterion,
+             "weight_sparsity": summary["after"]["weight_sparsity"],
+             "macs_fraction": summary["after"]["macs"] / max(summary["before"]["macs"], 1),
+             "config": config.model_dump(), "source": str(folder)}
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("architecture", "format_version", "history")}
+    meta.update(metrics=metrics, compression=[*ckpt.meta.get("compression", []), stage])
+    save_checkpoint(pruned, out, meta)
+    write_json(Path(out) / "prune_summary.json", summary)
+    return {**summary, "out": str(out), "metrics": metrics}

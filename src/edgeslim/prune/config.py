@@ -1,0 +1,136 @@
+"""``PruneConfig``: what to prune, by which criterion, how far and on which schedule.
+
+Field-level checks run when the config is built; ``check_against(model, data)`` checks
+it against a concrete model (layer names, structural prunability, data needs) before
+any pruning or training starts.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import torch.nn as nn
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..errors import ConfigError
+from .nm import nm_compatible
+from .unstructured import PRUNABLE
+
+
+class PruneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["unstructured", "structured", "nm"] = "unstructured"
+    # magnitude = |w| (l1 is its alias); taylor = |w * dL/dw| over calibration batches;
+    # bn_scale = |gamma| of the batch-norm after a conv (structured only)
+    criterion: Literal["magnitude", "taylor", "l1", "bn_scale"] = "magnitude"
+    sparsity: float = Field(0.9, description="fraction of weights to zero (structured: channel ratio)")
+    layer_sparsity: Optional[dict[str, float]] = Field(
+        None, description="per-layer sparsity (unstructured), e.g. from sensitivity analysis")
+    # default: global ranking for single weights, the same ratio per layer for channels
+    scope: Optional[Literal["global", "layer", "sensitivity"]] = None
+    schedule: Literal["oneshot", "gradual"] = "oneshot"
+    initial_sparsity: float = Field(0.0, description="s_i of the cubic schedule")
+    pruning_steps: int = Field(10, ge=1, description="n of the cubic schedule")
+    pruning_fraction: float = Field(0.7, gt=0, le=1,
+                                    description="share of fine-tuning during which sparsity rises (rest recovers)")
+    target_macs: Optional[float] = Field(None, description="structured: keep at most this fraction of MACs")
+    layers: Optional[list[str]] = None
+    exclude: list[str] = Field(default_factory=list)
+    prune_biases: bool = False
+    n: int = Field(2, ge=1)
+    m: int = Field(4, ge=2)
+    finetune_epochs: int = Field(0, ge=0)
+    finetune_lr: float = Field(1e-3, gt=0)
+    finetune_batch_size: int = Field(128, ge=1)
+    calibration_batches: int = Field(8, ge=1)
+    calibration_batch_size: int = Field(64, ge=1)
+    round_to: Optional[int] = Field(None, ge=1)
+    seed: int = 0
+
+    @field_validator("sparsity", "initial_sparsity")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"must be in [0, 1) (a fraction of weights), got {v}")
+        return v
+
+    @field_validator("layer_sparsity")
+    @classmethod
+    def _fractions(cls, v: Optional[dict[str, float]]) -> Optional[dict[str, float]]:
+        for name, s in (v or {}).items():
+            if not 0.0 <= s < 1.0:
+                raise ValueError(f"sparsity of layer {name!r} must be in [0, 1), got {s}")
+        return v
+
+    @field_validator("target_macs")
+    @classmethod
+    def _macs(cls, v: Optional[float]) -> Optional[float]:
+        if v is not None and not 0.0 < v <= 1.0:
+            raise ValueError(f"must be a fraction of the model's MACs in (0, 1], got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PruneConfig":
+        if self.criterion == "bn_scale" and self.method != "structured":
+            raise ValueError("criterion 'bn_scale' ranks channels, so it needs method='structured'")
+        if self.target_macs is not None and self.method != "structured":
+            raise ValueError("target_macs applies to method='structured' only")
+        if self.method == "nm" and not self.n < self.m:
+            raise ValueError(f"N:M sparsity needs n < m, got {self.n}:{self.m}")
+        if self.method == "nm" and self.schedule == "gradual":
+            raise ValueError("schedule 'gradual' applies to unstructured and structured pruning; N:M masks are "
+                             "applied in one shot (then fine-tuned)")
+        if self.schedule == "gradual" and self.finetune_epochs == 0:
+            raise ValueError("schedule 'gradual' fine-tunes between pruning steps: set finetune_epochs >= 1")
+        if self.initial_sparsity > self.sparsity:
+            raise ValueError(f"initial_sparsity {self.initial_sparsity} exceeds sparsity {self.sparsity}")
+        if self.scope == "sensitivity" and self.method != "unstructured":
+            raise ValueError("scope 'sensitivity' chooses per-layer sparsity for method='unstructured'")
+        return self
+
+    @property
+    def effective_scope(self) -> str:
+        return self.scope or ("layer" if self.method == "structured" else "global")
+
+    @property
+    def structured_importance(self) -> str:
+        return {"magnitude": "l1", "l1": "l1"}.get(self.criterion, self.criterion)
+
+    @property
+    def needs_data(self) -> bool:
+        return self.criterion == "taylor" or self.finetune_epochs > 0 or self.scope == "sensitivity"
+
+    def check_against(self, model: nn.Module, data: Any = None) -> None:
+        """Raise ConfigError for anything that would fail later: unknown layer names,
+        layers that cannot be pruned by this method, missing data."""
+        modules = dict(model.named_modules())
+        for field_name, names in (("layers", self.layers or []), ("exclude", self.exclude),
+                                  ("layer_sparsity", list(self.layer_sparsity or {}))):
+            for name in names:
+                if name not in modules:
+                    close = [n for n in modules if n and (name in n or n in name)][:3]
+                    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+                    raise ConfigError(f"{field_name}: no layer named {name!r} in {type(model).__name__}{hint}")
+                if not isinstance(modules[name], PRUNABLE) and field_name != "exclude":
+                    raise ConfigError(f"{field_name}: {name!r} is a {type(modules[name]).__name__}; only Conv2d "
+                                      "and Linear layers can be pruned")
+        if self.method == "nm":
+            for name in self.layers or []:
+                if not nm_compatible(modules[name].weight, self.m):
+                    raise ConfigError(f"layers: {name!r} has {modules[name].weight[0].numel()} inputs per output, "
+                                      f"not a multiple of m={self.m}, so it cannot take an {self.n}:{self.m} "
+                                      "pattern")
+        if self.needs_data and data is None:
+            why = ("taylor importance needs calibration batches" if self.criterion == "taylor" else
+                   "fine-tuning needs training data" if self.finetune_epochs else
+                   "sensitivity analysis needs evaluation data")
+            raise ConfigError(f"{why}: pass data= (a DataBundle, or a Split)")
+
+
+def config_error(e: Exception) -> ConfigError:
+    """A pydantic ValidationError as a ConfigError naming the bad field."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        parts = [f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in errors()]
+        return ConfigError("invalid prune config: " + "; ".join(parts))
+    return ConfigError(str(e))
