@@ -136,6 +136,37 @@ def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option
 
 
 # ---- prune commands (issue 3) ----
+@app.command("prune")
+def prune_cmd(checkpoint: Path,
+              out: Path = typer.Option(..., help="checkpoint folder to write"),
+              method: str = typer.Option("unstructured", help="unstructured | structured | nm"),
+              criterion: str = typer.Option("magnitude", help="magnitude | taylor | l1 | bn_scale"),
+              sparsity: float = typer.Option(0.9, help="fraction of weights to zero (structured: channel ratio)"),
+              target_macs: Optional[float] = typer.Option(None, help="structured: fraction of MACs to keep"),
+              scope: Optional[str] = typer.Option(None, help="global | layer | sensitivity"),
+              schedule: str = typer.Option("oneshot", help="oneshot | gradual (cubic, Zhu & Gupta)"),
+              pruning_steps: int = typer.Option(10, help="pruning steps of the gradual schedule"),
+              finetune_epochs: int = typer.Option(0, min=0), lr: float = typer.Option(1e-3),
+              n: int = typer.Option(2, help="N of N:M"), m: int = typer.Option(4, help="M of N:M"),
+              layers: Optional[str] = typer.Option(None, help="comma-separated layer names to prune"),
+              exclude: Optional[str] = typer.Option(None, help="comma-separated layer names to keep"),
+              dataset: Optional[str] = None, data_dir: Optional[Path] = None,
+              as_json: bool = typer.Option(False, "--json")) -> None:
+    """Prune a checkpoint (unstructured, structured channels or N:M), fine-tune, write a checkpoint."""
+    from .prune import prune_checkpoint
+    from .report import rich_table
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+    config = {"method": method, "criterion": criterion, "sparsity": sparsity, "target_macs": target_macs,
+              "scope": scope, "schedule": schedule, "pruning_steps": pruning_steps,
+              "finetune_epochs": finetune_epochs, "finetune_lr": lr, "n": n, "m": m,
+              "layers": split(layers), "exclude": split(exclude) or []}
+    r = prune_checkpoint(checkpoint, config, out, dataset=dataset, data_dir=data_dir, progress=not as_json)
+    if as_json:
+        return _print_json({k: v for k, v in r.items() if k not in ("finetune", "sensitivity")})
+    rows = [{"stage": k, **{c: r[k].get(c) for c in ("accuracy", "params", "nonzero_params", "weight_sparsity", "macs")}}
+            for k in ("before", "after")]
+    console.print(rich_table(rows, title=f"prune {method} -> {out}"))
 
 # ---- quantize commands (issue 4) ----
 
