@@ -175,6 +175,143 @@ def prune_cmd(checkpoint: Path,
 # ---- pipeline / search commands (issue 5) ----
 
 # ---- edge / split / serve commands (issue 6) ----
+def _cpu_list(text: Optional[str]) -> Optional[List[int]]:
+    from .errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise ConfigError(f"--cpus must be a comma-separated list of CPU numbers, not {text!r}") from None
+
+
+_PROFILES_OPT = typer.Option([], "--profiles", help="extra device/network profile YAML files")
+_CPUS_OPT = typer.Option(None, "--cpus", help="pin to these CPUs, e.g. 0 (emulates a small device)")
+
+
+@app.command("profiles")
+def profiles_cmd(profiles: List[Path] = _PROFILES_OPT, as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the device and network profiles (built-in catalog plus --profiles files)."""
+    from .edge import load_profiles
+    from .report import rich_table
+
+    cat = load_profiles(profiles)
+    devices = [d.model_dump() for d in cat.devices.values()]
+    networks = [n.model_dump() for n in cat.networks.values()]
+    if as_json:
+        return _print_json({"devices": devices, "networks": networks})
+    console.print(rich_table(devices, ["name", "gflops_fp32", "int8_speedup", "memory_mb", "power_active_w",
+                                       "power_idle_w", "description"], title="devices"))
+    console.print(rich_table(networks, ["name", "uplink_mbps", "downlink_mbps", "rtt_ms", "radio_power_w",
+                                        "description"], title="networks"))
+
+
+@app.command("calibrate")
+def calibrate_cmd(threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+    """Measure this host's effective GFLOP/s and int8 speed-up (a conv microbenchmark, <1 s)."""
+    from .edge import calibrate_host
+
+    cal = calibrate_host(threads, _cpu_list(cpus))
+    if as_json:
+        return _print_json(cal.to_dict())
+    console.print(f"this host ({threads} thread(s)): {cal.gflops_fp32:.1f} GFLOP/s fp32, "
+                  f"int8 speed-up {cal.int8_speedup:.2f}x")
+
+
+@app.command("layers")
+def layers_cmd(model: Path, threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
+               runs: int = typer.Option(20, min=1), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Per-layer latency (ONNX Runtime profiler), output bytes, MACs and the candidate cut points."""
+    from .edge import profile_layers
+    from .report import rich_table
+
+    prof = profile_layers(model, threads=threads, cpus=_cpu_list(cpus), runs=runs)
+    if as_json:
+        return _print_json({"run_ms": prof.run_ms, "overhead_ms": prof.overhead_ms, "nodes": prof.node_rows(),
+                            "cut_points": prof.cut_rows()})
+    console.print(rich_table(prof.node_rows(), title=f"{model.name}: per-node latency (run {prof.run_ms:.3f} ms)"))
+    console.print(rich_table(prof.cut_rows(), title="cut points"))
+
+
+@app.command("plan")
+def plan_cmd(model: Path, device: str = typer.Option("raspberry-pi-4"), network: str = typer.Option("4g"),
+             server: str = typer.Option("cloud-server"), objective: str = typer.Option("latency",
+                                                                                     help="latency | energy"),
+             max_uplink_bytes: Optional[int] = typer.Option(None), keep_raw_data_on_device: bool = False,
+             quantize_cut: bool = typer.Option(False, help="send the cut tensor as uint8 + scale/zero point"),
+             profiles: List[Path] = _PROFILES_OPT, plot: Optional[Path] = typer.Option(
+                 None, help="PNG plot (default: MODEL.plan.png)"),
+             threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """On-device, full offload or split? Predicted latency, device energy and bytes for each placement."""
+    from .edge import plan_config, plan_model
+    from .edge.planner import TABLE_COLUMNS
+    from .report import rich_table
+
+    cfg = plan_config(objective=objective, max_uplink_bytes=max_uplink_bytes,
+                      keep_raw_data_on_device=keep_raw_data_on_device, quantize_cut=quantize_cut)
+    plot = plot or model.with_suffix(".plan.png")
+    result, _, cal = plan_model(model, device, network, server, cfg, profiles, threads, _cpu_list(cpus), plot)
+    if as_json:
+        return _print_json(result.to_dict() | {"host": cal.to_dict(), "plot": str(plot)})
+    console.print(rich_table(result.rows(), TABLE_COLUMNS, title=f"{model.name} on {device} via {network} "
+                             f"to {server} (host {cal.gflops_fp32:.0f} GFLOP/s)"))
+    b = result.best
+    console.print(f"best ({cfg.objective}): [bold]{b.label}[/bold]: {b.latency_ms:.1f} ms, "
+                  f"{b.energy_mj:.1f} mJ on the device, {b.uplink_bytes:,} bytes sent; plot: {plot}")
+
+
+@app.command("split")
+def split_cmd(model: Path, at: str = typer.Option(..., help="cut tensor (see `edgeslim layers`)"),
+              out: Path = typer.Option(..., help="folder for head.onnx and tail.onnx")) -> None:
+    """Split a model at a cut tensor into head.onnx (device) and tail.onnx (server)."""
+    from .edge import split_model
+
+    split_model(model, at, out)
+    console.print(f"wrote {out / 'head.onnx'} and {out / 'tail.onnx'} (cut at {at})")
+
+
+@app.command("serve-tail")
+def serve_tail_cmd(model: Path, host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
+                   threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
+                   max_requests: Optional[int] = typer.Option(None, help="stop after N requests")) -> None:
+    """Serve a tail model (or any ONNX model) over HTTP: POST /v1/infer with a tensor message."""
+    from .serve.server import serve
+
+    serve(model, host, port, threads, _cpu_list(cpus), max_requests)
+
+
+@app.command("split-infer")
+def split_infer_cmd(url: str, head: Optional[Path] = typer.Option(None, help="head model (none: full offload)"),
+                    image: Optional[Path] = typer.Option(None, help="image file (default: random input)"),
+                    network: Optional[str] = typer.Option(None, help="emulate this network profile (loopback)"),
+                    quantize_cut: bool = False, profiles: List[Path] = _PROFILES_OPT,
+                    repeat: int = typer.Option(1, min=1), as_json: bool = typer.Option(False, "--json")) -> None:
+    """The device side: run the head, send the cut tensor to a tail server, print the result."""
+    import numpy as np
+
+    from .serve.client import SplitClient
+    from .serve.netem import Link
+
+    link = None
+    if network:
+        from .edge import load_profiles
+
+        link = Link.of(load_profiles(profiles).network(network))
+    with SplitClient(url, head, link=link, quantize=quantize_cut) as client:
+        x = client.load_image(image) if image else np.random.default_rng(0).standard_normal(
+            client.input_shape()).astype(np.float32)
+        results = [client.infer(x) for _ in range(repeat)]
+    r = results[-1]
+    summary = {"class_index": int(r.output.reshape(len(r.output), -1)[0].argmax()),
+               "total_ms": [round(s.total_ms, 3) for s in results], "head_ms": r.head_ms,
+               "server_ms": r.server_ms, "uplink_bytes": r.uplink_bytes, "downlink_bytes": r.downlink_bytes}
+    if as_json:
+        return _print_json(summary)
+    console.print(summary)
+
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ the ratio of effective GFLOP/s (host figure measured here, device figure from th
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Iterator
@@ -17,6 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ConfigError
+from ..serve.affinity import pinned_thread
 from .profiles import DeviceProfile
 
 # One 3x3 convolution, 64 -> 64 channels on 56x56: a typical mid-network layer (115.6 M MACs).
@@ -107,18 +107,13 @@ def emulated_device(cpus: list[int] | set[int] | None) -> Iterator[None]:
     """Pin the calling thread to ``cpus`` (Linux: affinity is per thread), restore afterwards.
     With ONNX Runtime at 1 intra-op thread the kernels run on the calling thread, so this
     emulates a 1-core device on a bigger host."""
-    if not cpus or not hasattr(os, "sched_setaffinity"):
-        yield
-        return
-    available = os.sched_getaffinity(0)
-    wanted = set(cpus)
-    if not wanted <= available:
-        raise ConfigError(f"cannot pin to CPUs {sorted(wanted)}: this process may use {sorted(available)}")
-    os.sched_setaffinity(0, wanted)
     try:
-        yield
-    finally:
-        os.sched_setaffinity(0, available)
+        with pinned_thread(cpus):
+            yield
+    except ValueError as e:
+        if "cannot pin" in str(e):
+            raise ConfigError(str(e)) from None
+        raise
 
 
 class MemoryRefusal(ConfigError):

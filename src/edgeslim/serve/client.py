@@ -3,6 +3,7 @@ result. Imports only numpy, onnxruntime, httpx and the standard library (no torc
 runs on the device."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -53,6 +54,26 @@ class SplitClient:
             self.input_name = self.session.get_inputs()[0].name
         self.transport = EmulatedNetworkTransport(link) if link else None
         self.http = httpx.Client(transport=self.transport or nodelay_transport(), timeout=timeout_s)
+
+    @property
+    def metadata(self) -> dict:
+        """The edgeslim metadata (preprocess, class names) the head model carries."""
+        if self.session is None:
+            return {}
+        return json.loads(self.session.get_modelmeta().custom_metadata_map.get("edgeslim", "{}"))
+
+    def load_image(self, path: str | os.PathLike) -> np.ndarray:
+        """An image file preprocessed as the model was trained (needs a head model)."""
+        from ..runtime.preprocess import Preprocess
+
+        return Preprocess.from_dict(self.metadata.get("preprocess", {})).load_image(path)
+
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of the tensor to give ``infer``: the head input, or the server's input (offload)."""
+        if self.session is not None:
+            return tuple(d if isinstance(d, int) else 1 for d in self.session.get_inputs()[0].shape)
+        health = self.http.get(self.url.removesuffix("/v1/infer") + "/health").json()
+        return tuple(d or 1 for d in health["input_shape"])
 
     def run_head(self, x: np.ndarray) -> np.ndarray:
         if self.session is None:
