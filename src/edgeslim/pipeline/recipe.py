@@ -1,0 +1,263 @@
+"""Compression recipes: an ordered list of stages plus an accuracy budget, written in YAML
+and validated by pydantic, so a typo is reported by name (``stages[1].sparsity: ...``)
+before any work starts.
+
+Stages run in order on one model. ``prune``, ``distill`` and ``share_weights`` work on the
+PyTorch model; ``quantize`` (static int8 through ONNX Runtime) and ``export`` turn it into a
+deployable file, after which no PyTorch stage can follow.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import ConfigError
+
+RECIPES_DIR = Path(__file__).with_name("recipes")
+TORCH_STAGES = ("prune", "distill", "share_weights")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Finetune(_Strict):
+    """Recovery training after a stage. With ``distill`` the original model is the teacher
+    (Hinton loss at ``temperature``), otherwise plain cross-entropy on the labels."""
+    epochs: int = Field(1, ge=0)
+    max_steps: int | None = Field(None, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    batch_size: int = Field(128, ge=1)
+    distill: bool = True
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.7, ge=0, le=1)
+
+
+class PruneStage(_Strict):
+    """``magnitude``: zero the smallest weights (``sparsity``, global or per layer);
+    ``structured``: remove whole channels (``ratio`` of channels, or ``target_macs`` fraction
+    of MACs to keep) through torch-pruning, so the model really gets smaller and faster."""
+    type: Literal["prune"]
+    method: Literal["magnitude", "structured"] = "magnitude"
+    sparsity: float | None = Field(None, ge=0, lt=1)
+    scope: Literal["global", "layer"] = "global"
+    ratio: float | None = Field(None, ge=0, lt=1)
+    target_macs: float | None = Field(None, gt=0, le=1)
+    importance: Literal["l1", "taylor", "bn_scale"] = "l1"
+    round_to: int | None = Field(None, ge=1)
+    finetune: Finetune | None = None
+
+    @model_validator(mode="after")
+    def _method_fields(self) -> "PruneStage":
+        if self.method == "magnitude":
+            if self.sparsity is None:
+                raise ValueError("method 'magnitude' needs sparsity (fraction of weights to zero, e.g. 0.9)")
+            if self.ratio is not None or self.target_macs is not None:
+                raise ValueError("ratio/target_macs belong to method 'structured'; magnitude pruning uses sparsity")
+        else:
+            if (self.ratio is None) == (self.target_macs is None):
+                raise ValueError("method 'structured' needs exactly one of ratio (channel fraction to remove) "
+                                 "or target_macs (fraction of MACs to keep)")
+            if self.sparsity is not None:
+                raise ValueError("sparsity belongs to method 'magnitude'; structured pruning uses ratio or "
+                                 "target_macs")
+        return self
+
+    def summary(self) -> str:
+        if self.method == "magnitude":
+            return f"magnitude {self.sparsity:.0%} ({self.scope})"
+        what = f"ratio {self.ratio:.2f}" if self.ratio is not None else f"target_macs {self.target_macs:.2f}"
+        return f"structured {what} ({self.importance})"
+
+
+class DistillStage(_Strict):
+    """Knowledge distillation from the original model. With ``width`` a fresh student (the
+    teacher's architecture with channels scaled by ``width``) replaces the model; without
+    it, the current model is the student (recovery after pruning)."""
+    type: Literal["distill"]
+    width: float | None = Field(None, gt=0, le=1)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1)
+    epochs: int = Field(5, ge=0)
+    max_steps: int | None = Field(None, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    batch_size: int = Field(128, ge=1)
+
+    def summary(self) -> str:
+        student = f"width {self.width:g} student" if self.width else "current model"
+        return f"{student}, T={self.temperature:g}, {self.epochs} epoch(s)"
+
+
+class ShareWeightsStage(_Strict):
+    """Deep Compression weight sharing: per-layer k-means codebooks of 2**bits centroids,
+    then centroid fine-tuning."""
+    type: Literal["share_weights"]
+    conv_bits: int | None = Field(4, ge=1, le=8)
+    linear_bits: int | None = Field(5, ge=1, le=8)
+    finetune_epochs: int = Field(1, ge=0)
+    max_steps: int | None = Field(None, ge=1)
+    lr: float = Field(5e-4, gt=0)
+
+    @model_validator(mode="after")
+    def _some_bits(self) -> "ShareWeightsStage":
+        if self.conv_bits is None and self.linear_bits is None:
+            raise ValueError("set conv_bits and/or linear_bits (both null shares nothing)")
+        return self
+
+    def bits(self) -> dict[str, int]:
+        return {k: b for k, b in (("conv", self.conv_bits), ("linear", self.linear_bits)) if b is not None}
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {b} bits" for k, b in self.bits().items())
+
+
+class QuantizeStage(_Strict):
+    """Static int8 quantization (QDQ) with ONNX Runtime, calibrated on training images."""
+    type: Literal["quantize"]
+    method: Literal["static"] = "static"
+    calibration_samples: int = Field(512, ge=8)
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    per_channel: bool = True
+
+    def summary(self) -> str:
+        return f"int8 {self.method}, {self.calibration_samples} calibration images ({self.calibration_method})"
+
+
+class ExportStage(_Strict):
+    """Write the deployable file: ``onnx``, or ``eslim`` (Deep Compression artifact)."""
+    type: Literal["export"]
+    format: Literal["onnx", "eslim"] = "onnx"
+
+    def summary(self) -> str:
+        return f"{self.format} file"
+
+
+Stage = Annotated[Union[PruneStage, DistillStage, ShareWeightsStage, QuantizeStage, ExportStage],
+                  Field(discriminator="type")]
+
+
+class BenchSettings(_Strict):
+    """Latency measurement of the report (edgeslim.runtime.benchmark, interleaved rounds)."""
+    batch: int = Field(1, ge=1)
+    threads: int | None = Field(1, ge=1)
+    rounds: int = Field(20, ge=1)
+    warmup: int = Field(5, ge=0)
+    stages: Literal["all", "final"] = "all"
+
+
+class Recipe(_Strict):
+    name: str = "custom"
+    description: str = ""
+    max_accuracy_drop: float = Field(1.0, ge=0, description="accuracy budget in points (1.0 = 1%)")
+    dataset: str | None = None  # default: the data set recorded in the checkpoint
+    train_samples: int | None = Field(None, ge=1)  # subset for fine-tuning, distillation, calibration
+    eval_samples: int | None = Field(None, ge=1)  # subset of the test split for every accuracy figure
+    seed: int = 0
+    bench: BenchSettings = Field(default_factory=BenchSettings)
+    stages: list[Stage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _torch_before_onnx(self) -> "Recipe":
+        onnx_from = None
+        for i, stage in enumerate(self.stages):
+            if stage.type in TORCH_STAGES and onnx_from is not None:
+                raise ValueError(f"stages[{i}]: '{stage.type}' works on the PyTorch model, but stages[{onnx_from}] "
+                                 f"('{self.stages[onnx_from].type}') already turned it into a deployable file; "
+                                 "put prune/distill/share_weights before quantize/export")
+            if stage.type in ("quantize", "export") and onnx_from is None:
+                onnx_from = i
+            if stage.type == "quantize" and i > 0 and any(s.type == "export" and s.format == "eslim"
+                                                          for s in self.stages[:i]):
+                raise ValueError(f"stages[{i}]: quantize cannot follow an eslim export")
+        return self
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    """('stages', 1, 'prune', 'sparsity') -> 'stages[1].sparsity' (the union tag is noise)."""
+    out = ""
+    skip_tag = False
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            skip_tag = True
+            continue
+        if skip_tag and part in ("prune", "distill", "share_weights", "quantize", "export"):
+            skip_tag = False
+            continue
+        skip_tag = False
+        out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = err["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    ctx = err.get("ctx", {})
+    friendly = {"less_than": "must be < {lt}", "less_than_equal": "must be <= {le}",
+                "greater_than": "must be > {gt}", "greater_than_equal": "must be >= {ge}",
+                "extra_forbidden": "unknown field (check the spelling)",
+                "missing": "field required"}
+    if err["type"] in friendly:
+        try:
+            msg = friendly[err["type"]].format(**ctx)
+        except KeyError:
+            pass
+    if err["type"] == "union_tag_invalid":
+        msg = f"unknown stage type {ctx.get('tag')!r}; use one of {ctx.get('expected_tags')}"
+    return msg
+
+
+def validation_message(e: ValidationError, source: str) -> str:
+    # recipe-level checks put the stage index in the message itself
+    lines = [f"{_format_loc(err['loc'])}: {_message(err)}" if err["loc"] else _message(err) for err in e.errors()]
+    return f"invalid recipe {source}:\n  " + "\n  ".join(lines)
+
+
+def parse_recipe(data: dict[str, Any], source: str = "<dict>") -> Recipe:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid recipe {source}: expected a mapping with 'stages', got {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(validation_message(e, source)) from None
+
+
+def builtin_recipe_path(name: str) -> Path:
+    return RECIPES_DIR / f"{name}.yaml"
+
+
+def load_recipe(name_or_path: str | Path | Recipe | dict) -> Recipe:
+    """A built-in recipe by name (``smallest``, ``fastest``, ``balanced``), a YAML file path,
+    a dict, or a ``Recipe`` (returned as is)."""
+    if isinstance(name_or_path, Recipe):
+        return name_or_path
+    if isinstance(name_or_path, dict):
+        return parse_recipe(name_or_path)
+    path = Path(name_or_path)
+    if not path.suffix and builtin_recipe_path(str(name_or_path)).exists():
+        path = builtin_recipe_path(str(name_or_path))
+    if not path.exists():
+        raise ConfigError(f"recipe {str(name_or_path)!r} not found: use a built-in one "
+                          f"({', '.join(r['name'] for r in list_recipes())}) or a YAML file path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid recipe {path}: not valid YAML ({e})") from None
+    if isinstance(data, dict) and "name" not in data:
+        data["name"] = path.stem
+    return parse_recipe(data, str(path))
+
+
+def list_recipes() -> list[dict[str, str]]:
+    """The built-in recipes: name, one-line description and the stage types."""
+    out = []
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        r = load_recipe(path)
+        out.append({"name": r.name, "description": r.description,
+                    "stages": " -> ".join(s.type for s in r.stages),
+                    "max_accuracy_drop": r.max_accuracy_drop})
+    return out

@@ -1,0 +1,151 @@
+"""One adapter per stage type: each turns the recipe's stage config into calls of the
+package that does the work (``edgeslim.prune``, ``edgeslim.distill``, ``edgeslim.quantize``,
+``edgeslim.export``) and returns the new model. No compression logic lives here."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch.nn as nn
+
+from ..data.datasets import DataBundle
+from ..errors import ConfigError
+from ..models.checkpoint import Checkpoint
+from ..train.api import NO_AUGMENT_DATASETS
+from .recipe import DistillStage, ExportStage, Finetune, PruneStage, QuantizeStage, ShareWeightsStage
+
+DEPLOY_FILE = "model.onnx"
+
+
+@dataclass
+class StageContext:
+    data: DataBundle  # train split may be a subset (recipe.train_samples); test is the evaluation split
+    teacher: nn.Module  # the original model, eval mode; distillation and fine-tuning learn from it
+    meta: dict[str, Any]  # the original checkpoint's meta (preprocess, class names, input shape)
+    seed: int
+    progress: bool
+    stage_dir: Path
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.meta["input_shape"])
+
+    @property
+    def augment(self) -> bool:
+        return self.data.name not in NO_AUGMENT_DATASETS
+
+
+@dataclass
+class ModelState:
+    """The model between stages: a torch module until quantize/export, then a file."""
+    model: nn.Module | None = None
+    path: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # what the stage did (ratio found, ...)
+
+    @property
+    def is_torch(self) -> bool:
+        return self.path is None
+
+
+def _train_config(ctx: StageContext, epochs: int, lr: float, batch_size: int = 128, max_steps: int | None = None):
+    from ..train import TrainConfig
+
+    return TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_steps=max_steps, seed=ctx.seed,
+                       augment=ctx.augment, hflip=ctx.augment)
+
+
+def finetune(model: nn.Module, ft: Finetune | None, ctx: StageContext, description: str) -> None:
+    """Recovery training, with the original model as teacher when ``ft.distill``."""
+    from ..distill import kd_loss_fn
+    from ..train import fit
+
+    if ft is None or ft.epochs == 0:
+        return
+    loss_fn = kd_loss_fn(ctx.teacher, ft.temperature, ft.alpha, seed=ctx.seed) if ft.distill else None
+    fit(model, ctx.data.train, _train_config(ctx, ft.epochs, ft.lr, ft.batch_size, ft.max_steps), loss_fn=loss_fn,
+        progress=ctx.progress, description=description)
+
+
+def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelState:
+    from ..prune import apply_magnitude_masks, layer_sparsity, make_permanent, prune_structured
+
+    model = state.model
+    if stage.method == "magnitude":
+        apply_magnitude_masks(model, stage.sparsity, scope=stage.scope)
+        finetune(model, stage.finetune, ctx, "prune fine-tune")  # masks keep pruned weights at zero
+        make_permanent(model)
+        return ModelState(model, info={"layer_sparsity": layer_sparsity(model)})
+    res = prune_structured(model, ctx.input_shape, target_macs=stage.target_macs, ratio=stage.ratio,
+                           importance=stage.importance, data=ctx.data, round_to=stage.round_to)
+    finetune(res.model, stage.finetune, ctx, "prune fine-tune")
+    return ModelState(res.model, info={"channel_ratio": res.ratio, "channels": res.channels})
+
+
+def run_distill(stage: DistillStage, state: ModelState, ctx: StageContext) -> ModelState:
+    from ..distill import DistillConfig, distill, width_student
+
+    student = width_student(ctx.teacher, stage.width) if stage.width else state.model
+    config = DistillConfig(temperature=stage.temperature, alpha=stage.alpha, epochs=stage.epochs, lr=stage.lr,
+                           batch_size=stage.batch_size, max_steps=stage.max_steps, seed=ctx.seed,
+                           augmentation="shift_flip" if ctx.augment else "none")
+    distill(student, ctx.teacher, ctx.data.train, config, progress=ctx.progress)
+    return ModelState(student, info={"width": stage.width})
+
+
+def run_share_weights(stage: ShareWeightsStage, state: ModelState, ctx: StageContext) -> ModelState:
+    from ..quantize import share_weights
+
+    config = _train_config(ctx, stage.finetune_epochs, stage.lr, max_steps=stage.max_steps)
+    model, codebooks = share_weights(state.model, stage.bits(), data=ctx.data.train,
+                                     finetune_epochs=stage.finetune_epochs, train_config=config,
+                                     progress=ctx.progress)
+    return ModelState(model, info={"shared_layers": sorted(codebooks)})
+
+
+def export_float_onnx(model: nn.Module, path: Path, ctx: StageContext) -> Path:
+    from ..export import export_onnx, onnx_metadata
+
+    return export_onnx(model, path, ctx.input_shape, onnx_metadata(Checkpoint(model, ctx.meta)))
+
+
+def run_quantize(stage: QuantizeStage, state: ModelState, ctx: StageContext) -> ModelState:
+    from ..quantize import quantize_onnx_static
+
+    float_onnx = export_float_onnx(state.model, ctx.stage_dir / "float.onnx", ctx)
+    calib = ctx.data.train.subset(stage.calibration_samples, seed=ctx.seed + 1).x.numpy()
+    out = quantize_onnx_static(float_onnx, ctx.stage_dir / DEPLOY_FILE, calib, method=stage.calibration_method,
+                               per_channel=stage.per_channel)
+    float_onnx.unlink()
+    return ModelState(path=out, info={"calibration_samples": len(calib)})
+
+
+def run_export(stage: ExportStage, state: ModelState, ctx: StageContext) -> ModelState:
+    if stage.format == "onnx":
+        out = ctx.stage_dir / DEPLOY_FILE
+        if state.is_torch:
+            export_float_onnx(state.model, out, ctx)
+        else:
+            shutil.copyfile(state.path, out)
+        return ModelState(path=out)
+    return ModelState(path=_export_eslim(state, ctx))
+
+
+def _export_eslim(state: ModelState, ctx: StageContext) -> Path:
+    try:
+        from ..export import artifact
+    except ImportError:
+        raise ConfigError("export format 'eslim' needs edgeslim.export.artifact, which this installation "
+                          "lacks; use format: onnx") from None
+    if not state.is_torch:
+        raise ConfigError("export format 'eslim' packs a PyTorch model; put it before any quantize stage")
+    out = ctx.stage_dir / "model.eslim"
+    artifact.export_eslim(state.model, out, meta=ctx.meta)
+    return out
+
+
+RUNNERS: dict[str, Callable[[Any, ModelState, StageContext], ModelState]] = {
+    "prune": run_prune, "distill": run_distill, "share_weights": run_share_weights,
+    "quantize": run_quantize, "export": run_export,
+}

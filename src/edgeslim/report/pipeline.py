@@ -1,0 +1,81 @@
+"""Reports of the compression pipeline and of the search: Markdown text and a Pareto plot."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from .tables import markdown_table
+
+REPORT_COLUMNS = ["stage", "what", "accuracy", "drop_points", "evaluated_with", "file_bytes", "zstd_bytes",
+                  "nonzero_params", "macs", "p50_ms", "speedup"]
+TERMINAL_COLUMNS = ["stage", "accuracy", "drop_points", "file_bytes", "zstd_bytes", "nonzero_params", "macs",
+                    "p50_ms", "speedup"]
+PARETO_COLUMNS = ["trial", "accuracy", "drop_points", "size_bytes", "p50_ms", "feasible", "sparsity",
+                  "structured_ratio", "width", "kd_temperature", "share_bits", "bits"]
+
+
+def compress_report_markdown(report: dict[str, Any]) -> str:
+    b = report["budget"]
+    verdict = (f"**{b['message']}**" if b["exceeded"] else
+               f"within the accuracy budget: {b['final_drop_points']:.2f} points lost "
+               f"(budget {b['max_accuracy_drop']:g})")
+    lines = [f"# Compression report: recipe `{report['recipe']}`", "", report["description"], "",
+             markdown_table(report["rows"], REPORT_COLUMNS), "",
+             f"- {verdict}",
+             f"- file size: {report['size_reduction']:.1f}x smaller than the original float32 checkpoint "
+             f"({report['zstd_size_reduction']:.1f}x after zstd)",
+             f"- latency: ONNX Runtime, batch {report['bench']['batch']}, {report['bench']['threads'] or 'all'} "
+             f"thread(s), {report['bench']['rounds']} interleaved rounds (edgeslim.runtime.benchmark)",
+             "- accuracy: measured with torch for PyTorch stages and with ONNX Runtime for file stages; "
+             "MACs of file stages are those of the PyTorch model they were made from",
+             *[f"- warning: {w}" for w in report["warnings"]], ""]
+    return "\n".join(lines)
+
+
+def pareto_markdown(rows: Sequence[dict[str, Any]], title: str = "Pareto front") -> str:
+    return f"## {title}\n\n" + markdown_table(rows, PARETO_COLUMNS) + "\n"
+
+
+def plot_pareto(rows: Sequence[dict[str, Any]], pareto_ids: set[int], path: str | Path,
+                baseline: dict[str, Any] | None = None, title: str = "accuracy vs size") -> Path:
+    """Two panels (accuracy vs size, accuracy vs latency); Pareto trials are highlighted,
+    infeasible trials (over the accuracy budget) drawn as crosses. Agg backend: no display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .._io import atomic_write_bytes
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label in ((axes[0], "size_bytes", "deployable size (KB, zstd)"),
+                           (axes[1], "p50_ms", "latency p50 (ms, batch 1)")):
+        for group, style in (("infeasible", dict(marker="x", color="tab:gray", label="over budget")),
+                             ("feasible", dict(marker="o", color="tab:blue", alpha=0.5, label="feasible")),
+                             ("pareto", dict(marker="*", s=140, color="tab:red", label="Pareto front"))):
+            pts = [r for r in rows if _group(r, pareto_ids) == group]
+            if pts:
+                x = [r[key] / 1024 if key == "size_bytes" else r[key] for r in pts]
+                ax.scatter(x, [100 * r["accuracy"] for r in pts], **style)
+        if baseline:
+            bx = baseline[key] / 1024 if key == "size_bytes" else baseline[key]
+            ax.scatter([bx], [100 * baseline["accuracy"]], marker="s", color="black", label="original")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_xscale("log")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _group(row: dict[str, Any], pareto_ids: set[int]) -> str:
+    if not row["feasible"]:
+        return "infeasible"
+    return "pareto" if row["trial"] in pareto_ids else "feasible"
