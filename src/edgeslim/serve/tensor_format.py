@@ -46,7 +46,7 @@ class TensorFormatError(ValueError):
 
 def encode(array: np.ndarray, scale: float | None = None, zero_point: int | None = None) -> bytes:
     """Serialise ``array``; give ``scale``/``zero_point`` for an int8/uint8 array quantized from float."""
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array)  # tobytes() below always writes C order
     if array.dtype not in CODES:
         raise TensorFormatError(f"dtype {array.dtype} cannot be sent; use one of "
                                 f"{sorted(d.name for d in CODES)}")
