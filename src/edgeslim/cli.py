@@ -172,6 +172,89 @@ def prune_cmd(checkpoint: Path,
 
 # ---- distill / artifact commands (issue 5) ----
 
+@app.command("distill")
+def distill_cmd(teacher: Path = typer.Option(..., help="teacher checkpoint folder"),
+                student: Optional[str] = typer.Option(None, help="registered model (default: the teacher's)"),
+                width: float = typer.Option(0.25, min=0.01, max=1.0, help="student channel multiplier"),
+                epochs: int = typer.Option(10, min=0), temperature: float = typer.Option(4.0),
+                alpha: float = typer.Option(0.9), lr: float = typer.Option(2e-3),
+                batch_size: int = typer.Option(128, min=1), seed: int = typer.Option(0),
+                hint: List[str] = typer.Option([], help="hint pair STUDENT_LAYER:TEACHER_LAYER (repeatable)"),
+                unlabeled: bool = typer.Option(False, help="train on teacher outputs only"),
+                augmentation: str = typer.Option("shift_flip", help="shift_flip | crop_flip | none"),
+                dataset: Optional[str] = None, data_dir: Optional[Path] = None,
+                out: Path = typer.Option(..., help="student checkpoint folder to write")) -> None:
+    """Train a small student from a teacher checkpoint with knowledge distillation."""
+    from pydantic import ValidationError
+
+    from .distill import DistillConfig, distill_checkpoint
+    from .errors import ConfigError
+
+    try:
+        hints = [tuple(h.split(":", 1)) for h in hint]
+        if any(len(h) != 2 for h in hints):
+            raise ConfigError(f"--hint takes STUDENT_LAYER:TEACHER_LAYER, got {hint}")
+        cfg = DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs, lr=lr, batch_size=batch_size,
+                            seed=seed, hint_layers=hints, unlabeled=unlabeled, augmentation=augmentation)
+    except ValidationError as e:
+        raise ConfigError(str(e)) from None
+    ck = distill_checkpoint(teacher, student, width, cfg, out, dataset, data_dir)
+    m = ck.meta["metrics"]
+    console.print(f"student test accuracy {m['accuracy']:.4f} (teacher {m['teacher_accuracy']:.4f}), "
+                  f"{m['train_seconds']:.0f} s; checkpoint written to {out}")
+
+
+@app.command("keygen")
+def keygen_cmd(out: Path = typer.Option(..., help="private key file; the public key goes to OUT.pub"),
+               overwrite: bool = False) -> None:
+    """Create an ed25519 key pair for signing .eslim artifacts."""
+    from .runtime.signing import generate_keypair
+
+    priv, pub = generate_keypair(out, overwrite)
+    console.print(f"private key {priv} (mode 0600, keep it secret); public key {pub} (ship it to devices)")
+
+
+@app.command("pack")
+def pack_cmd(checkpoint: Path, out: Optional[Path] = typer.Option(None, help="default: CHECKPOINT/model.eslim"),
+             sign: Optional[Path] = typer.Option(None, "--sign", help="ed25519 private key (edgeslim keygen)"),
+             entropy: str = typer.Option("best", help="best | huffman | zstd | none"),
+             float16: bool = typer.Option(False, help="store float values as float16 (lossy)"),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Pack a checkpoint into a compressed, verifiable .eslim file (sparse + codebooks + entropy coding)."""
+    from pydantic import ValidationError
+
+    from .errors import ConfigError
+    from .export.artifact import PackOptions, pack_checkpoint
+    from .report import rich_table
+
+    try:
+        options = PackOptions(entropy=entropy, float16=float16)
+    except ValidationError as e:
+        raise ConfigError(str(e)) from None
+    r = pack_checkpoint(checkpoint, out, sign, options)
+    if as_json:
+        return _print_json(r)
+    console.print(rich_table(r["tensors"], ["name", "shape", "encoding", "gap_bits", "coders", "bytes"],
+                             title=r["path"]))
+    console.print(f"wrote {r['path']}: {r['bytes']:,} bytes (graph {r['graph_bytes']:,}, manifest "
+                  f"{r['manifest_bytes']:,}, tensors {r['tensor_bytes']:,}){', signed' if r['signed'] else ''}")
+
+
+@app.command("verify")
+def verify_cmd(artifact: Path, public_key: Optional[Path] = typer.Option(None, "--key", "--verify",
+                                                                        help="ed25519 public key (PEM)"),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """Check an .eslim file: every sha256, the signature (with --key), and that the model rebuilds."""
+    from .runtime.artifact import verify_artifact
+
+    r = verify_artifact(artifact, public_key)
+    if as_json:
+        return _print_json(r)
+    sig = "signature verified" if r["signature_verified"] else ("signed, not checked (no --key)" if r["signed"]
+                                                                 else "unsigned")
+    console.print(f"OK {artifact}: {r['model']}, {r['file_bytes']:,} bytes, {r['parts']} parts, all sha256 match, "
+                  f"{sig}")
+
 # ---- pipeline / search commands (issue 5) ----
 
 # ---- edge / split / serve commands (issue 6) ----
