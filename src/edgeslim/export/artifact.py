@@ -227,20 +227,33 @@ def write_artifact(model: onnx.ModelProto | bytes | str | os.PathLike, out: str 
     return {"path": str(out), **report}
 
 
+def export_eslim(model, out: str | os.PathLike, meta: dict, options: PackOptions | None = None,
+                 sign_key: str | os.PathLike | None = None, model_name: str | None = None) -> dict:
+    """Write a torch model straight to ``.eslim``. ``meta`` is checkpoint metadata (``input_shape``,
+    ``preprocess``, ``class_names``, ``metrics``...), as in ``model.json``."""
+    from ..models.checkpoint import Checkpoint, architecture_of
+    from .api import onnx_metadata
+    from .onnx_export import export_onnx
+
+    out = Path(out)
+    if out.suffix != ".eslim":
+        raise ArtifactError(f"{out}: an artifact file name must end in .eslim (the runtime dispatches on it)")
+    if "input_shape" not in meta:
+        raise ArtifactError("meta needs input_shape (e.g. [1, 32, 32]) to export the model")
+    ckpt = Checkpoint(model, {"architecture": architecture_of(model), **meta})
+    metadata = onnx_metadata(ckpt)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", ckpt.input_shape)
+        return write_artifact(onnx_path, out, metadata, model_name or ckpt.meta["architecture"]["name"], options,
+                              sign_key)
+
+
 def pack_checkpoint(folder: str | os.PathLike, out: str | os.PathLike | None = None,
                     sign_key: str | os.PathLike | None = None, options: PackOptions | None = None) -> dict:
     """``edgeslim pack``: checkpoint folder -> ``.eslim`` (default ``FOLDER/model.eslim``).
     Prune and share weights first (``edgeslim prune``, ``share_weights``): the encoder finds
     zeros and repeated values by itself."""
     from ..models.checkpoint import load_checkpoint
-    from .api import onnx_metadata
-    from .onnx_export import export_onnx
 
     ckpt = load_checkpoint(folder)
-    out = Path(out) if out else Path(folder) / "model.eslim"
-    if out.suffix != ".eslim":
-        raise ArtifactError(f"{out}: an artifact file name must end in .eslim (the runtime dispatches on it)")
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(ckpt.model, Path(tmp) / "model.onnx", ckpt.input_shape)
-        return write_artifact(onnx_path, out, onnx_metadata(ckpt), ckpt.meta["architecture"]["name"], options,
-                              sign_key)
+    return export_eslim(ckpt.model, Path(out) if out else Path(folder) / "model.eslim", ckpt.meta, options, sign_key)

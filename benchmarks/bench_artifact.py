@@ -1,0 +1,131 @@
+"""Deep Compression into a .eslim file: size per stage and accuracy measured in ONNX Runtime.
+
+For each model: the cached dense Fashion-MNIST baseline -> gradual magnitude pruning
+(cubic schedule, ``edgeslim.prune``) fine-tuned with knowledge distillation from the dense
+model (``edgeslim.distill.kd_loss_fn``) -> k-means weight sharing with centroid fine-tuning
+(``edgeslim.quantize.share_weights``) -> ``.eslim`` (sparse relative indices + codebook
+indices + Huffman/zstd). The shipped file's accuracy is measured by running it in ORT.
+
+    flock /tmp/edgeslim-cpu.lock .venv/bin/python benchmarks/bench_artifact.py
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, baseline, print_table, save_results  # noqa: E402
+
+TARGETS = {"seed-cnn": 50.0, "lenet-300-100": 40.0}
+SETTINGS = {  # sparsity, bits per layer kind, pruning fine-tune epochs, excluded layers
+    "seed-cnn": {"sparsity": 0.95, "bits": {"conv": 5, "linear": 4}, "epochs": 6, "exclude": ["features.0"]},
+    "lenet-300-100": {"sparsity": 0.95, "bits": {"linear": 4}, "epochs": 6, "exclude": []},
+}
+
+
+def ort_accuracy(path: Path, test) -> float:
+    from edgeslim.evaluate import evaluate_split
+    from edgeslim.runtime import load_model
+
+    return evaluate_split(load_model(path).predict, test)["accuracy"]
+
+
+def compress_model(name: str, settings: dict, out: Path, log=print) -> dict:
+    from edgeslim.distill import kd_loss_fn
+    from edgeslim.evaluate import count_nonzero_params, count_params, evaluate_split
+    from edgeslim.export import export_onnx, onnx_metadata
+    from edgeslim.export.artifact import PackOptions, build_artifact, write_artifact
+    from edgeslim.models import save_checkpoint
+    from edgeslim.prune import PruneConfig, prune
+    from edgeslim.quantize import share_weights
+    from edgeslim.train import TrainConfig
+    from edgeslim.train.api import checkpoint_meta, load_data_for
+
+    dense_ckpt, folder = baseline(name)
+    teacher = dense_ckpt.model
+    data = load_data_for(name, "fashion-mnist")
+    dense_bytes = (folder / "weights.safetensors").stat().st_size
+    meta = onnx_metadata(dense_ckpt)
+    shape = dense_ckpt.input_shape
+    out.mkdir(parents=True, exist_ok=True)
+    dense_onnx = export_onnx(teacher, out / "dense.onnx", shape, meta)
+    dense_acc = ort_accuracy(dense_onnx, data.test)
+    log(f"{name}: dense ORT accuracy {dense_acc:.4f}, safetensors {dense_bytes:,} bytes")
+
+    t0 = time.perf_counter()
+    cfg = PruneConfig(method="unstructured", sparsity=settings["sparsity"], schedule="gradual",
+                      finetune_epochs=settings["epochs"], finetune_lr=1e-3, exclude=settings["exclude"])
+    pruned, summary = prune(teacher, cfg, data, loss_fn=kd_loss_fn(teacher, temperature=4.0, alpha=0.7))
+    prune_s = time.perf_counter() - t0
+    pruned_acc = evaluate_split(pruned, data.test)["accuracy"]
+    log(f"{name}: pruned to {summary['after'].get('weight_sparsity', settings['sparsity']):.3f} sparsity, "
+        f"accuracy {pruned_acc:.4f} ({prune_s:.0f} s)")
+    pruned_onnx = export_onnx(copy.deepcopy(pruned), out / "pruned.onnx", shape, meta)
+
+    t0 = time.perf_counter()
+    shared, _ = share_weights(pruned, settings["bits"], data=data.train, finetune_epochs=1,
+                              train_config=TrainConfig(epochs=1, lr=3e-4, augment=False))
+    share_s = time.perf_counter() - t0
+    shared_acc = evaluate_split(shared, data.test)["accuracy"]
+    log(f"{name}: shared {settings['bits']} accuracy {shared_acc:.4f} ({share_s:.0f} s)")
+    save_checkpoint(shared, out / "checkpoint", checkpoint_meta(data, {"accuracy": shared_acc}, compression={
+        "sparsity": settings["sparsity"], "bits": settings["bits"]}))
+    final_onnx = export_onnx(shared, out / "final.onnx", shape, meta)
+
+    def size(model_path, **opts) -> int:
+        return build_artifact(model_path, meta, name, PackOptions(**opts))[1]["bytes"]
+
+    stages = [
+        ("dense float32 (safetensors)", dense_bytes, dense_acc, "ORT (dense .onnx)"),
+        ("dense .eslim (raw float32, no coding)", size(dense_onnx, sparse=False, codebook=False, entropy="none"),
+         dense_acc, "same weights"),
+        ("pruned: sparse, relative indices, float32 values", size(pruned_onnx, codebook=False, entropy="none"),
+         pruned_acc, "torch"),
+        ("+ weight sharing: codebook + packed index bits", size(final_onnx, entropy="none"), shared_acc, "torch"),
+        ("+ Huffman (index/gap streams)", size(final_onnx, entropy="huffman"), shared_acc, "torch"),
+        ("+ zstd (every stream)", size(final_onnx, entropy="zstd"), shared_acc, "torch"),
+    ]
+    report = write_artifact(final_onnx, out / f"{name}.eslim", meta, name)
+    eslim_acc = ort_accuracy(out / f"{name}.eslim", data.test)
+    stages.append(("final .eslim: best coder per stream", report["bytes"], eslim_acc, "ORT (.eslim)"))
+    rows = [{"model": name, "stage": s, "bytes": b, "ratio": round(dense_bytes / b, 1), "accuracy": round(a, 4),
+             "measured_with": w} for s, b, a, w in stages]
+    ratio = dense_bytes / report["bytes"]
+    return {"rows": rows, "tensors": report["tensors"], "dense_accuracy": dense_acc, "eslim_accuracy": eslim_acc,
+            "accuracy_drop_points": 100 * (dense_acc - eslim_acc), "ratio": ratio, "target_ratio": TARGETS[name],
+            "meets_target": ratio >= TARGETS[name] and 100 * (dense_acc - eslim_acc) <= 0.5,
+            "settings": settings, "params": count_params(shared), "nonzero_params": count_nonzero_params(shared),
+            "prune_seconds": prune_s, "share_seconds": share_s, "eslim_bytes": report["bytes"],
+            "manifest_bytes": report["manifest_bytes"], "graph_bytes": report["graph_bytes"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="+", default=list(SETTINGS))
+    ap.add_argument("--sparsity", type=float, default=None)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-artifact")
+    args = ap.parse_args()
+    results = {}
+    for name in args.models:
+        settings = dict(SETTINGS[name])
+        if args.sparsity is not None:
+            settings["sparsity"] = args.sparsity
+        if args.epochs is not None:
+            settings["epochs"] = args.epochs
+        results[name] = compress_model(name, settings, args.out / name)
+        r = results[name]
+        print_table(r["rows"], title=f"{name}: {r['ratio']:.1f}x smaller, accuracy drop "
+                                     f"{r['accuracy_drop_points']:.2f} points (target {r['target_ratio']:.0f}x, "
+                                     f"<= 0.5 points)")
+        print_table(r["tensors"], ["name", "shape", "encoding", "gap_bits", "coders", "bytes"])
+    save_results("artifact", {"command": " ".join(sys.argv), "results": results})
+
+
+if __name__ == "__main__":
+    main()
