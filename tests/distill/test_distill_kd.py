@@ -125,3 +125,17 @@ def test_distill_checkpoint_writes_a_loadable_student(digits_checkpoint, tmp_pat
     loaded = load_checkpoint(tmp_path / "s")
     assert loaded.model.features[0].out_channels == 8
     assert loaded.meta["distill"]["width"] == 0.5 and 0 <= ck.meta["metrics"]["accuracy"] <= 1
+
+
+def test_width_student_of_any_module_uses_structured_pruning():
+    teacher = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 8 * 8, 10))
+    from edgeslim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="input_shape"):
+        width_student(teacher, 0.5)
+    student = width_student(teacher, 0.5, input_shape=(1, 8, 8))
+    assert student[0].out_channels == 8 and student[3].out_features == 10
+    assert student(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert teacher[0].out_channels == 16  # the teacher is untouched
+    with pytest.raises(ConfigError, match="width"):
+        width_student(teacher, 0.0, input_shape=(1, 8, 8))

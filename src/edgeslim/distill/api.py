@@ -195,21 +195,31 @@ def distill(student: nn.Module, teacher: nn.Module, data: Split, config: Distill
     return history
 
 
-def width_student(teacher: nn.Module, width: float) -> nn.Module:
-    """A fresh student with the teacher's architecture and every layer's channels scaled by
-    ``width``. Works for registered models (their ``width`` argument)."""
+def width_student(teacher: nn.Module, width: float, input_shape: tuple[int, ...] | None = None,
+                  from_teacher: bool = False) -> nn.Module:
+    """A student with the teacher's architecture and every layer's channels scaled by ``width``.
+
+    Registered models are rebuilt fresh through their ``width`` argument. Any other module
+    (or ``from_teacher=True``) is the teacher itself shrunk by structured pruning
+    (``edgeslim.prune.prune_structured`` with channel ratio ``1 - width``; needs
+    ``input_shape``): it keeps the teacher's strongest channels and their weights."""
+    if not 0 < width <= 1:
+        raise ConfigError(f"width must be in (0, 1], got {width}")
     arch = architecture_of(teacher)
     name, kwargs = arch["name"], dict(arch.get("kwargs", {}))
-    if ":" in name:
-        raise ConfigError(f"width students need a registered model with a 'width' argument; {name!r} is not "
-                          "one: pass your own student module to distill() instead")
+    if from_teacher or ":" in name:
+        if input_shape is None:
+            raise ConfigError(f"a width student of {name!r} is made by structured pruning of the teacher: "
+                              "pass input_shape (one sample's shape, e.g. (3, 224, 224))")
+        from ..prune import prune_structured
+
+        return prune_structured(teacher, tuple(input_shape), ratio=1.0 - width).model
     kwargs["width"] = width * float(kwargs.get("width", 1.0))
     kwargs.pop("pretrained", None)
     try:
-        model = create(name, **kwargs)
+        return create(name, **kwargs)
     except TypeError as e:
         raise ConfigError(f"model {name!r} has no width argument ({e})") from None
-    return model
 
 
 def distill_checkpoint(teacher: str | Path, student: str | None = None, width: float = 0.25,
