@@ -76,6 +76,6 @@ def plot_pareto(rows: Sequence[dict[str, Any]], pareto_ids: set[int], path: str 
 
 
 def _group(row: dict[str, Any], pareto_ids: set[int]) -> str:
-    if not row["feasible"]:
+    if row["feasible"] != "yes":
         return "infeasible"
     return "pareto" if row["trial"] in pareto_ids else "feasible"

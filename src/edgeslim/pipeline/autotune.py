@@ -1,0 +1,341 @@
+"""Accuracy-aware compression search: Optuna, three objectives (deployable size, latency,
+accuracy) over stage parameters, trials over the accuracy budget marked infeasible.
+
+Each trial builds a recipe from its sampled parameters and runs :func:`compress` on it
+(short fine-tuning). The study lives in an Optuna storage: by default a SQLite file in
+the output folder, so re-running the same command resumes it; any SQLAlchemy URL
+(``postgresql+psycopg2://user:pw@host/db``) lets workers on several machines share it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .._io import write_json
+from ..errors import ConfigError, EdgeslimError
+
+STUDY_DB = "study.db"
+OBJECTIVES = ("size_bytes", "p50_ms", "accuracy")
+DIRECTIONS = ("minimize", "minimize", "maximize")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchSpace(_Strict):
+    """Ranges of the searched stage parameters. A range ``[lo, hi]`` with ``lo == hi`` fixes it;
+    0 switches a stage off (sparsity 0: no magnitude pruning; share_bits 0: no sharing)."""
+    sparsity: tuple[float, float] = (0.0, 0.95)
+    structured_ratio: tuple[float, float] = (0.0, 0.5)
+    width: list[float] = Field(default_factory=lambda: [1.0, 0.75, 0.5])
+    kd_temperature: tuple[float, float] = (1.0, 8.0)
+    share_bits: list[int] = Field(default_factory=lambda: [0, 4, 5, 6])
+    bits: list[int] = Field(default_factory=lambda: [32, 8])
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SearchSpace":
+        for name in ("sparsity", "structured_ratio", "kd_temperature"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name}: lower bound {lo} is above upper bound {hi}")
+        for name in ("sparsity", "structured_ratio"):
+            lo, hi = getattr(self, name)
+            if lo < 0 or hi >= 1:
+                raise ValueError(f"{name}: must lie in [0, 1)")
+        if self.kd_temperature[0] <= 0:
+            raise ValueError("kd_temperature: must be > 0")
+        if any(not 0 < w <= 1 for w in self.width):
+            raise ValueError("width: every value must be in (0, 1]")
+        if any(b not in (0, *range(1, 9)) for b in self.share_bits):
+            raise ValueError("share_bits: use 0 (off) or 1..8")
+        if any(b not in (8, 32) for b in self.bits):
+            raise ValueError("bits: use 8 (int8 static) and/or 32 (float)")
+        return self
+
+
+class SearchConfig(_Strict):
+    """How much work one trial does. Trials are short on purpose: they rank settings; the
+    chosen one is then run as a recipe with full fine-tuning."""
+    max_accuracy_drop: float = Field(0.5, ge=0)
+    trials: int = Field(40, ge=1)
+    finetune_epochs: int = Field(1, ge=0)
+    max_steps: int | None = Field(None, ge=1)  # per training stage
+    distill_epochs: int = Field(2, ge=0)  # for width students, trained from scratch by KD
+    train_samples: int | None = Field(None, ge=1)
+    eval_samples: int | None = Field(None, ge=1)
+    calibration_samples: int = Field(256, ge=8)
+    bench_rounds: int = Field(10, ge=1)
+    seed: int = 0
+    space: SearchSpace = Field(default_factory=SearchSpace)
+
+
+def _suggest_float(trial, name: str, bounds: tuple[float, float], step: float) -> float:
+    lo, hi = bounds
+    return lo if lo == hi else trial.suggest_float(name, lo, hi, step=step)
+
+
+def _suggest_choice(trial, name: str, choices: list):
+    return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, choices)
+
+
+def suggest_params(trial, space: SearchSpace) -> dict[str, Any]:
+    return {"sparsity": _suggest_float(trial, "sparsity", space.sparsity, 0.05),
+            "structured_ratio": _suggest_float(trial, "structured_ratio", space.structured_ratio, 0.05),
+            "width": _suggest_choice(trial, "width", space.width),
+            "kd_temperature": _suggest_float(trial, "kd_temperature", space.kd_temperature, 0.5),
+            "share_bits": _suggest_choice(trial, "share_bits", space.share_bits),
+            "bits": _suggest_choice(trial, "bits", space.bits)}
+
+
+def recipe_for(params: dict[str, Any], cfg: SearchConfig, name: str = "trial") -> dict[str, Any]:
+    """The recipe a trial's parameters stand for (also what to run once a setting is chosen)."""
+    t = params["kd_temperature"]
+    ft = {"epochs": cfg.finetune_epochs, "max_steps": cfg.max_steps, "distill": True, "temperature": t,
+          "lr": 1e-3}
+    stages: list[dict[str, Any]] = []
+    if params["width"] < 1:
+        stages.append({"type": "distill", "width": params["width"], "temperature": t,
+                       "epochs": cfg.distill_epochs, "max_steps": cfg.max_steps})
+    if params["structured_ratio"] > 0:
+        stages.append({"type": "prune", "method": "structured", "ratio": params["structured_ratio"], "finetune": ft})
+    if params["sparsity"] > 0:
+        stages.append({"type": "prune", "method": "magnitude", "sparsity": params["sparsity"], "finetune": ft})
+    if params["share_bits"]:
+        stages.append({"type": "share_weights", "conv_bits": params["share_bits"],
+                       "linear_bits": params["share_bits"], "finetune_epochs": min(cfg.finetune_epochs, 1),
+                       "max_steps": cfg.max_steps})
+    if params["bits"] == 8:
+        stages.append({"type": "quantize", "calibration_samples": cfg.calibration_samples})
+    else:
+        stages.append({"type": "export", "format": "onnx"})
+    return {"name": name, "description": f"search trial {name}", "max_accuracy_drop": cfg.max_accuracy_drop,
+            "train_samples": cfg.train_samples, "eval_samples": cfg.eval_samples, "seed": cfg.seed,
+            "bench": {"stages": "final", "rounds": cfg.bench_rounds, "warmup": 3}, "stages": stages}
+
+
+CONSTRAINT = "accuracy_drop_over_budget"
+
+
+def feasible(trial) -> bool:
+    """Within the accuracy budget. Optuna 5 replaced ``constraints_func`` by per-trial
+    ``set_constraint``: a value > 0 marks the trial infeasible, so samplers steer away from
+    it and ``study.best_trials`` leaves it out of the Pareto front."""
+    return trial.constraints.get(CONSTRAINT, math.inf) <= 0
+
+
+def _storage(url: str):
+    import optuna
+
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path, timeout=60) as con:
+            con.execute("PRAGMA journal_mode=WAL")  # readers and one writer at a time, no 'database is locked'
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+
+
+def _sampler(cfg: SearchConfig, worker: int, offset: int):
+    import optuna
+
+    # each worker (and each resumed run) draws its own random start points
+    return optuna.samplers.TPESampler(seed=cfg.seed + 1000 * worker + offset,
+                                      n_startup_trials=max(4, min(10, cfg.trials // 3)), multivariate=True)
+
+
+def _study(storage_url: str, study_name: str, cfg: SearchConfig, worker: int = 0, create: bool = False):
+    import optuna
+
+    storage = _storage(storage_url)
+    if create:
+        return optuna.create_study(storage=storage, study_name=study_name, directions=list(DIRECTIONS),
+                                   load_if_exists=True, sampler=_sampler(cfg, worker, 0))
+    offset = len(optuna.load_study(study_name=study_name, storage=storage).trials)
+    return optuna.load_study(study_name=study_name, storage=storage, sampler=_sampler(cfg, worker, offset))
+
+
+def _objective(checkpoint: str, out: Path, cfg: SearchConfig, data, worker: int):
+    from .compress import compress
+
+    def objective(trial) -> tuple[float, float, float]:
+        params = suggest_params(trial, cfg.space)
+        recipe = recipe_for(params, cfg, name=f"trial-{trial.number:04d}")
+        trial.set_user_attr("worker", worker)
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("params_full", params)
+        try:
+            report = compress(checkpoint, recipe, out / "trials" / f"{trial.number:04d}", data=data,
+                              check_budget=False, progress=False)
+        except EdgeslimError as e:
+            raise TrialFailed(str(e)) from e
+        final, base = report["final"], report["baseline"]
+        drop = final["drop_points"]
+        trial.set_constraint(CONSTRAINT, drop - cfg.max_accuracy_drop)  # > 0: infeasible, kept and shown
+        trial.set_user_attr("drop_points", drop)
+        trial.set_user_attr("baseline", {"accuracy": base["accuracy"], "size_bytes": base["zstd_bytes"],
+                                         "p50_ms": base["p50_ms"]})
+        trial.set_user_attr("macs", final["macs"])
+        return float(final["zstd_bytes"]), float(final["p50_ms"]), float(final["accuracy"])
+
+    return objective
+
+
+class TrialFailed(RuntimeError):
+    """A trial whose recipe could not run (e.g. a width too small to prune further)."""
+
+
+def run_worker(checkpoint: str, out: str, storage_url: str, study_name: str, cfg_json: dict, worker: int,
+               n_trials: int, data_dir: str | None = None, log: bool = True) -> int:
+    """One search process: load the shared study and run ``n_trials`` trials (module-level so
+    that ``multiprocessing`` spawn can start it)."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from ..models.checkpoint import load_checkpoint
+    from .compress import _load_data
+    from .recipe import Recipe
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = SearchConfig.model_validate(cfg_json)
+    meta = load_checkpoint(checkpoint).meta
+    data = _load_data(meta, Recipe(stages=[{"type": "export"}]), data_dir)
+    study = _study(storage_url, study_name, cfg, worker)
+    stop = MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE, TrialState.FAIL))
+
+    def report(study, trial) -> None:
+        if log:
+            vals = "failed" if trial.values is None else (
+                f"acc {trial.values[2]:.2%} size {trial.values[0] / 1024:,.1f} KB p50 {trial.values[1]:.3f} ms "
+                f"{'ok' if feasible(trial) else 'over budget'}")
+            print(f"[worker {worker}] trial {trial.number}: {vals}", flush=True)
+
+    study.optimize(_objective(checkpoint, Path(out), cfg, data, worker), n_trials=n_trials,
+                   callbacks=[stop, report], catch=(TrialFailed,))
+    return worker
+
+
+def _finished(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+
+
+def search(checkpoint: str | Path, out: str | Path, max_accuracy_drop: float | None = None,
+           trials: int | None = None, *, storage: str | None = None, study_name: str = "edgeslim-search",
+           workers: int = 1, config: SearchConfig | dict | None = None, data_dir: str | Path | None = None,
+           progress: bool = True) -> dict[str, Any]:
+    """Search stage parameters for the smallest / fastest / most accurate models within
+    ``max_accuracy_drop`` points of the original; ``trials`` in total over all workers and runs.
+
+    ``storage``: an Optuna/SQLAlchemy URL; default ``sqlite:///OUT/study.db``, so calling it
+    again continues the study up to ``trials``. ``workers``: local processes sharing it.
+    Writes ``OUT/pareto.md``, ``OUT/pareto.json`` and ``OUT/pareto.png``; returns their content.
+    """
+    cfg = SearchConfig.model_validate(config or {}) if not isinstance(config, SearchConfig) else config
+    updates = {k: v for k, v in (("max_accuracy_drop", max_accuracy_drop), ("trials", trials)) if v is not None}
+    cfg = cfg.model_copy(update=updates)
+    if workers < 1:
+        raise ConfigError("workers: must be >= 1")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = str(Path(checkpoint).resolve())
+    storage_url = storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
+    study = _study(storage_url, study_name, cfg, create=True)
+    _check_same_config(study, cfg)
+    remaining = max(0, cfg.trials - _finished(study))
+    shares = [remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)]
+    args = [(checkpoint, str(out), storage_url, study_name, cfg.model_dump(mode="json"), i, n,
+             str(data_dir) if data_dir else None, progress) for i, n in enumerate(shares) if n > 0]
+    if len(args) == 1:
+        run_worker(*args[0])
+    elif args:
+        _run_processes(args)
+    return summarize_study(study_name, storage_url, out, cfg)
+
+
+def _check_same_config(study, cfg: SearchConfig) -> None:
+    saved = study.user_attrs.get("config")
+    current = cfg.model_dump(mode="json", exclude={"trials"})
+    if saved is None:
+        study.set_user_attr("config", current)
+    elif saved != current:
+        raise ConfigError("this study was started with other search settings; use the same settings to resume "
+                          "it, or a new --out folder / --study-name")
+
+
+def _run_processes(args: list[tuple]) -> None:
+    """One fresh interpreter per worker (no forked torch/ORT thread pools, and no re-import of
+    the caller's script as multiprocessing's spawn does); fails if any worker fails."""
+    import json
+    import subprocess
+    import sys
+
+    procs = []
+    for a in args:
+        code = "import json, sys; from edgeslim.pipeline.autotune import run_worker; run_worker(*json.loads(sys.argv[1]))"
+        procs.append(subprocess.Popen([sys.executable, "-c", code, json.dumps(list(a))]))
+    failed = [i for i, p in enumerate(procs) if p.wait() != 0]
+    if failed:
+        raise EdgeslimError(f"search worker(s) {failed} failed (see their output above); the study keeps every "
+                            "finished trial: run the same command again to resume")
+
+
+def trial_rows(study) -> list[dict[str, Any]]:
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        p = t.user_attrs.get("params_full", t.params)
+        rows.append({"trial": t.number, "accuracy": t.values[2], "drop_points": t.user_attrs.get("drop_points"),
+                     "size_bytes": t.values[0], "p50_ms": t.values[1], "feasible": "yes" if feasible(t) else "no",
+                     "worker": t.user_attrs.get("worker"), "macs": t.user_attrs.get("macs"), **p})
+    return rows
+
+
+def summarize_study(study_name: str, storage_url: str, out: str | Path, cfg: SearchConfig | None = None
+                    ) -> dict[str, Any]:
+    """Pareto front (feasible trials only) as Markdown + JSON + PNG in ``out``."""
+    import optuna
+
+    from .._io import atomic_write_text
+    from ..report.pipeline import pareto_markdown, plot_pareto
+
+    out = Path(out)
+    study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+    rows = trial_rows(study)
+    pareto_ids = {t.number for t in study.best_trials}
+    pareto = sorted((r for r in rows if r["trial"] in pareto_ids), key=lambda r: r["size_bytes"])
+    baseline = next((t.user_attrs["baseline"] for t in study.trials if "baseline" in t.user_attrs), None)
+    budget = cfg.max_accuracy_drop if cfg else None
+    summary = {"study": study_name, "storage": _redact(storage_url), "trials": len(study.trials),
+               "complete": len(rows), "feasible": sum(r["feasible"] == "yes" for r in rows),
+               "max_accuracy_drop": budget, "baseline": baseline, "pareto": pareto, "all_trials": rows,
+               "workers": sorted({r["worker"] for r in rows if r["worker"] is not None})}
+    write_json(out / "pareto.json", summary)
+    base_line = (f"original: accuracy {baseline['accuracy']:.2%}, {baseline['size_bytes'] / 1024:,.1f} KB (zstd), "
+                 f"p50 {baseline['p50_ms']:.3f} ms" if baseline else "")
+    md = "\n".join([f"# Compression search `{study_name}`", "",
+                    f"{summary['complete']} complete trials ({summary['feasible']} within the "
+                    f"{budget} point budget); objectives: deployable size (bytes after zstd), latency p50 "
+                    "(batch 1, ONNX Runtime), accuracy. Infeasible trials are excluded from the front.", "",
+                    base_line, "", pareto_markdown(pareto), "![Pareto front](pareto.png)", ""])
+    atomic_write_text(out / "pareto.md", md)
+    if rows:
+        plot_pareto(rows, pareto_ids, out / "pareto.png", baseline, title=f"search {study_name}")
+    summary["files"] = {k: str(out / f"pareto.{k}") for k in ("md", "json", "png")}
+    return summary
+
+
+def _redact(url: str) -> str:
+    """Never write a database password into a report."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
