@@ -127,3 +127,29 @@ def check_memory(need_bytes: int, device: DeviceProfile, what: str = "the model"
         raise MemoryRefusal(f"{what} needs {need_bytes / 2**20:.1f} MiB (weights + peak activations) but "
                             f"device {device.name!r} allows {device.memory_mb:.0f} MiB; split the model, "
                             "offload it, or compress it (prune/quantize)")
+
+
+def calibrate_request_overhead(repeats: int = 30) -> float:
+    """Median milliseconds of one loopback request to the inference server with a 4-byte tensor
+    and an Identity model: the fixed cost of the HTTP stack (client + server), no network delay
+    and no compute. The planner adds it to every placement that talks to a server."""
+    import tempfile
+    from pathlib import Path
+
+    from ..serve.app import create_app
+    from ..serve.client import SplitClient
+    from ..serve.server import serve_in_thread
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "identity.onnx"
+        onnx.save(model, str(path))
+        with serve_in_thread(create_app(path), max_requests=repeats + 10) as url, SplitClient(url) as client:
+            x = np.ones(1, np.float32)
+            for _ in range(5):
+                client.infer(x)
+            times = [client.infer(x).request_ms for _ in range(repeats)]
+    return float(np.median(times))
