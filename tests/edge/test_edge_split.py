@@ -182,3 +182,45 @@ def test_plot_is_written(tmp_path):
              for n, m, r in (("slow", 1, 100), ("fast", 100, 5))]
     out = plot_plans(plans, tmp_path / "plan.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_profiler_event_names_map_back_to_graph_nodes():
+    from edgeslim.edge.layer_profile import parse_profile
+
+    model = chain_model()  # nodes mm1, relu1, mm2, sig; tensors h1, r1, h2, y
+
+    def kernel(ts, name, dur):
+        return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur}
+
+    events = [{"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},
+              kernel(1, "ReorderInput", 5),  # before any known node: charged to the next one
+              kernel(2, "fused mm1", 10),  # ORT fusion renames the node
+              kernel(3, "r1_nchwc", 20),  # NCHWc variant named after its output tensor
+              kernel(4, "ReorderOutput", 3),  # layout reorder: charged to the node before it
+              kernel(5, "mm2_token_4", 30),  # layout-transformer copy of a node
+              kernel(6, "sig", 7)]
+    (times,) = parse_profile(events, model)
+    assert times == pytest.approx([0.015, 0.023, 0.030, 0.007])
+
+
+def test_int8_model_profile_cut_points_and_split(tmp_path):
+    import torch
+
+    from edgeslim.export import export_onnx
+    from edgeslim.models import create
+    from edgeslim.quantize import quantize_onnx_static
+
+    torch.manual_seed(0)
+    fp32 = export_onnx(create("seed-cnn"), tmp_path / "m.onnx", (1, 32, 32), {})
+    calib = np.random.default_rng(0).standard_normal((16, 1, 32, 32)).astype(np.float32)
+    int8 = quantize_onnx_static(fp32, tmp_path / "m_int8.onnx", calib)
+    prof = profile_layers(int8, threads=1, runs=5, warmup=2)
+    assert prof.info.is_int8
+    conv_ms = [ms for n, ms in zip(prof.info.nodes, prof.node_ms) if n.op_type == "Conv"]
+    assert len(conv_ms) == 2 and all(ms > 0 for ms in conv_ms)  # QLinearConv kernels found their Conv
+    uint8_cuts = [c for c in prof.info.cut_points if c.dtype == "uint8"]
+    assert uint8_cuts  # QuantizeLinear outputs: naturally quantized cut tensors
+    at = uint8_cuts[len(uint8_cuts) // 2].tensor
+    head, tail = split_model(int8, at)
+    x = calib[:1]
+    np.testing.assert_array_equal(run(tail, run(head, x)), run(prof.info.model, x))

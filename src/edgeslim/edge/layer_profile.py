@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .graph import CutPoint, GraphInfo, analyze
 
 _SUFFIXES = ("_kernel_time",)
 _TENSOR_SUFFIXES = ("_nchwc", "_nhwc")
+_TOKEN = re.compile(r"_token_\d+$")
 
 
 @dataclass
@@ -63,6 +65,7 @@ def _event_node(name: str, by_name: dict[str, int], by_output: dict[str, int]) -
     for s in _SUFFIXES:
         name = name.removesuffix(s)
     name = name.removeprefix("fused ")
+    name = _TOKEN.sub("", name)  # layout transformer copies (NHWC int8 kernels): "<node>_token_7"
     if name in by_name:
         return by_name[name]
     for s in _TENSOR_SUFFIXES:
