@@ -82,7 +82,8 @@ def test_hint_distillation_trains_adapters_and_leaves_teacher_alone(digits):
     loss.detach()
     assert all(not torch.equal(a_before[k], m.weight) for k, m in loss.adapters.items())
     assert all(torch.equal(t_before[k], v) for k, v in teacher.state_dict().items())
-    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert not teacher.training and all(p.grad is None for p in teacher.parameters())
+    assert all(p.requires_grad for p in teacher.parameters())  # copies of the teacher stay trainable
     assert not student._forward_hooks and not teacher.features[2]._forward_hooks
     # distill() runs the same path end to end
     distill(student, teacher, digits.train.subset(128), cfg, progress=False)

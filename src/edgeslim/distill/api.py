@@ -88,10 +88,9 @@ class StudentWithAdapters(nn.Module):
 
 
 def _freeze(teacher: nn.Module) -> nn.Module:
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
+    # eval mode only: the teacher runs under torch.no_grad, and its requires_grad flags are
+    # left alone because students are often deep copies of the teacher (pruning recovery).
+    return teacher.eval()
 
 
 class KDLoss:
