@@ -383,7 +383,7 @@ def split_infer_cmd(url: str, head: Optional[Path] = typer.Option(None, help="he
         from .edge import load_profiles
 
         link = Link.of(load_profiles(profiles).network(network))
-    with SplitClient(url, head, link=link, quantize=quantize_cut) as client:
+    with SplitClient(url, head, threads=threads, cpus=_cpu_list(cpus), link=link, quantize=quantize_cut) as client:
         x = client.load_image(image) if image else np.random.default_rng(0).standard_normal(
             client.input_shape()).astype(np.float32)
         results = [client.infer(x) for _ in range(repeat)]

@@ -1,0 +1,83 @@
+"""The edge/split/serve commands, end to end on a tiny exported CNN."""
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgeslim.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    import torch
+
+    from edgeslim.export import export_onnx
+    from edgeslim.models import create
+
+    torch.manual_seed(0)
+    return export_onnx(create("seed-cnn"), tmp_path_factory.mktemp("cli") / "m.onnx", (1, 32, 32), {})
+
+
+def test_plan_prints_table_writes_plot_and_json(cnn, tmp_path):
+    plot = tmp_path / "plan.png"
+    r = runner.invoke(app, ["plan", str(cnn), "--device", "raspberry-pi-4", "--network", "4g", "--server",
+                            "cloud-server", "--plot", str(plot), "--keep-raw-data-on-device", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    # offload (the input) + one option per layer of the 10-node chain, the last one being on-device
+    assert len(out["options"]) == 11 and out["options"][-1]["placement"] == "on-device"
+    assert out["best"] != "offload"
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    r = runner.invoke(app, ["plan", str(cnn), "--device", "toaster", "--plot", str(plot)])
+    assert r.exit_code != 0 and "unknown device profile" in str(r.exception)
+
+
+def test_layers_and_split_commands(cnn, tmp_path):
+    r = runner.invoke(app, ["layers", str(cnn), "--runs", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    cuts = [c["cut"] for c in json.loads(r.output)["cut_points"]]
+    r = runner.invoke(app, ["split", str(cnn), "--at", cuts[3], "--out", str(tmp_path / "s")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "s" / "head.onnx").exists() and (tmp_path / "s" / "tail.onnx").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_tail_process_answers_then_stops_by_itself(cnn, tmp_path):
+    """`edgeslim serve-tail` on 127.0.0.1 with --max-requests: the whole model as an edge server,
+    a full-offload client, and the server process exits on its own."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edgeslim.cli", "serve-tail", str(cnn), "--port", str(port),
+                             "--max-requests", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        from edgeslim.serve.client import SplitClient
+
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read().decode()
+                time.sleep(0.2)
+        with SplitClient(url) as client:  # head=None: full offload of the raw input
+            r = client.infer(np.zeros((1, 1, 32, 32), np.float32))
+            r2 = client.infer(np.ones((1, 1, 32, 32), np.float32))
+        assert r.output.shape == (1, 10) and not np.array_equal(r.output, r2.output)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
