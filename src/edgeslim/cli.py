@@ -410,3 +410,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+                    threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
