@@ -371,6 +371,7 @@ def split_infer_cmd(url: str, head: Optional[Path] = typer.Option(None, help="he
                     image: Optional[Path] = typer.Option(None, help="image file (default: random input)"),
                     network: Optional[str] = typer.Option(None, help="emulate this network profile (loopback)"),
                     quantize_cut: bool = False, profiles: List[Path] = _PROFILES_OPT,
+                    threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
                     repeat: int = typer.Option(1, min=1), as_json: bool = typer.Option(False, "--json")) -> None:
     """The device side: run the head, send the cut tensor to a tail server, print the result."""
     import numpy as np
@@ -410,4 +411,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-                    threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
