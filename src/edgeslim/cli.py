@@ -257,6 +257,61 @@ def verify_cmd(artifact: Path, public_key: Optional[Path] = typer.Option(None, "
 
 # ---- pipeline / search commands (issue 5) ----
 
+@app.command("recipes")
+def recipes_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the built-in compression recipes (use with `edgeslim compress --recipe NAME`)."""
+    from .pipeline import list_recipes
+
+    rows = list_recipes()
+    if as_json:
+        return _print_json(rows)
+    for r in rows:
+        console.print(f"[bold]{r['name']}[/bold]: {r['description']}  [dim]({r['stages']}; budget "
+                      f"{r['max_accuracy_drop']:g} points)[/dim]")
+
+
+@app.command("compress")
+def compress_cmd(checkpoint: Path, recipe: str = typer.Option(..., help="built-in recipe name or a YAML file"),
+                 out: Path = typer.Option(..., help="output folder (stages/, state.json, report.md/json)"),
+                 resume: bool = typer.Option(False, help="continue after the last completed stage"),
+                 data_dir: Optional[Path] = None, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Run a recipe's stages (prune, distill, share_weights, quantize, export) with a checkpoint
+    after each and a report of every stage's accuracy, size, MACs and latency."""
+    from .pipeline import compress
+
+    r = compress(checkpoint, recipe, out, resume=resume, data_dir=data_dir, progress=not as_json,
+                 console=console)
+    if as_json:
+        _print_json(r)
+
+
+@app.command("search")
+def search_cmd(checkpoint: Path, out: Path = typer.Option(..., help="folder for study.db, trials/ and pareto.*"),
+               max_accuracy_drop: float = typer.Option(0.5, min=0.0, help="budget in accuracy points"),
+               trials: int = typer.Option(40, min=1, help="total trials in the study (over all workers and runs)"),
+               storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default sqlite:///OUT/study.db;"
+                                                     " e.g. postgresql+psycopg2://user:pw@host/db to share)"),
+               study_name: str = typer.Option("edgeslim-search"),
+               workers: int = typer.Option(1, min=1, help="local worker processes"),
+               config: Optional[Path] = typer.Option(None, help="YAML with search settings (SearchConfig)"),
+               max_steps: Optional[int] = typer.Option(None, min=1, help="training steps per stage in a trial"),
+               train_samples: Optional[int] = typer.Option(None, min=1),
+               eval_samples: Optional[int] = typer.Option(None, min=1),
+               data_dir: Optional[Path] = None, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Accuracy-aware search (Optuna, multi-objective: size, latency, accuracy); Pareto table + PNG."""
+    from .pipeline import search
+    from .pipeline.autotune import PARETO_COLUMNS, load_search_config
+    from .report import rich_table
+
+    cfg = load_search_config(config, max_steps=max_steps, train_samples=train_samples, eval_samples=eval_samples)
+    r = search(checkpoint, out, max_accuracy_drop, trials, storage=storage, study_name=study_name,
+               workers=workers, config=cfg, data_dir=data_dir, progress=not as_json)
+    if as_json:
+        return _print_json({k: v for k, v in r.items() if k != "all_trials"})
+    console.print(rich_table(r["pareto"], PARETO_COLUMNS, title=f"Pareto front ({r['feasible']} of {r['complete']} "
+                                                                 "trials within budget)"))
+    console.print(f"report: {r['files']['md']}, plot: {r['files']['png']}")
+
 # ---- edge / split / serve commands (issue 6) ----
 def _cpu_list(text: Optional[str]) -> Optional[List[int]]:
     from .errors import ConfigError

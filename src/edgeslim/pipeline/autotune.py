@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .._io import write_json
 from ..errors import ConfigError, EdgeslimError
+from ..report.pipeline import PARETO_COLUMNS  # noqa: F401  (re-exported for the CLI)
 
 STUDY_DB = "study.db"
 OBJECTIVES = ("size_bytes", "p50_ms", "accuracy")
@@ -73,6 +74,22 @@ class SearchConfig(_Strict):
     bench_rounds: int = Field(10, ge=1)
     seed: int = 0
     space: SearchSpace = Field(default_factory=SearchSpace)
+
+
+def load_search_config(path: str | Path | None = None, **overrides: Any) -> SearchConfig:
+    """SearchConfig from a YAML file (optional) plus non-None overrides; errors name the field."""
+    import yaml
+    from pydantic import ValidationError
+
+    from .recipe import validation_message
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path else {}
+    data = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(validation_message(e, str(path or "search settings")).replace("recipe", "search config", 1)
+                          ) from None
 
 
 def _suggest_float(trial, name: str, bounds: tuple[float, float], step: float) -> float:

@@ -82,8 +82,10 @@ def _load_data(meta: dict, recipe: Recipe, data_dir: str | Path | None, data=Non
     return DataBundle(data.name, Split(train.x, train.y), test, data.class_names, data.preprocess)
 
 
-def measure(state: ModelState, stage_dir: Path, ctx: StageContext, macs: int | None) -> dict[str, Any]:
-    """Accuracy (torch for torch stages, ONNX Runtime for files), size and MACs of a stage output."""
+def measure(state: ModelState, stage_dir: Path, ctx: StageContext, prev: dict[str, Any] | None) -> dict[str, Any]:
+    """Accuracy (torch for torch stages, ONNX Runtime for files), size and MACs of a stage output.
+    File stages inherit MACs (and, for .eslim, parameter counts) from the model they were made from."""
+    macs = prev["macs"] if prev else None
     from ..evaluate import count_macs, count_nonzero_params, count_params, evaluate_split
     from ..evaluate.onnx_stats import onnx_weight_stats
     from ..models.checkpoint import WEIGHTS
@@ -98,7 +100,7 @@ def measure(state: ModelState, stage_dir: Path, ctx: StageContext, macs: int | N
     else:
         file = state.path
         acc = evaluate_split(load_model(file, threads=None), ctx.data.test)["accuracy"]
-        sizes = {}
+        sizes = {k: prev[k] for k in ("params", "nonzero_params") if prev and k in prev}
         if file.suffix == ".onnx":
             stats = onnx_weight_stats(file)
             sizes = {"params": stats["weight_params"], "nonzero_params": stats["weight_nonzero"]}
@@ -181,7 +183,7 @@ def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: s
         write_json(out / STATE, state)
     base_acc = state["baseline"]["accuracy"]
     current = _load_stage(state["stages"][-1], out) if state["stages"] else ModelState(original.model)
-    macs = state["stages"][-1]["metrics"]["macs"] if state["stages"] else state["baseline"]["macs"]
+    prev = state["stages"][-1]["metrics"] if state["stages"] else state["baseline"]
     n = len(recipe.stages)
     for i in range(len(state["stages"]), n):
         stage = recipe.stages[i]
@@ -196,8 +198,8 @@ def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: s
         current = RUNNERS[stage.type](stage, current, ctx)
         record = {"stage": stage.type, **stage.model_dump(mode="json", exclude={"type"})}
         current = _save_stage(current, stage_dir, ctx, record)
-        metrics = measure(current, stage_dir, ctx, macs)
-        macs = metrics["macs"]
+        metrics = measure(current, stage_dir, ctx, prev)
+        prev = metrics
         metrics.update(seconds=time.perf_counter() - t0, drop_points=100 * (base_acc - metrics["accuracy"]))
         state["stages"].append({"index": i + 1, "dir": name, "type": stage.type, "summary": stage.summary(),
                                 "kind": "torch" if current.is_torch else "file", "metrics": metrics,

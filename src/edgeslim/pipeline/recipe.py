@@ -79,6 +79,7 @@ class DistillStage(_Strict):
     it, the current model is the student (recovery after pruning)."""
     type: Literal["distill"]
     width: float | None = Field(None, gt=0, le=1)
+    from_teacher: bool = False  # width student = the teacher shrunk by structured pruning (keeps its weights)
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1)
     epochs: int = Field(5, ge=0)

@@ -86,7 +86,8 @@ def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelS
 def run_distill(stage: DistillStage, state: ModelState, ctx: StageContext) -> ModelState:
     from ..distill import DistillConfig, distill, width_student
 
-    student = width_student(ctx.teacher, stage.width) if stage.width else state.model
+    student = (width_student(ctx.teacher, stage.width, ctx.input_shape, from_teacher=stage.from_teacher)
+               if stage.width else state.model)
     config = DistillConfig(temperature=stage.temperature, alpha=stage.alpha, epochs=stage.epochs, lr=stage.lr,
                            batch_size=stage.batch_size, max_steps=stage.max_steps, seed=ctx.seed,
                            augmentation="shift_flip" if ctx.augment else "none")
@@ -141,7 +142,7 @@ def _export_eslim(state: ModelState, ctx: StageContext) -> Path:
     if not state.is_torch:
         raise ConfigError("export format 'eslim' packs a PyTorch model; put it before any quantize stage")
     out = ctx.stage_dir / "model.eslim"
-    artifact.export_eslim(state.model, out, meta=ctx.meta)
+    artifact.export_eslim(state.model, out, ctx.meta)
     return out
 
 

@@ -1,0 +1,126 @@
+"""compress(): a tiny run on digits, resume after a crash, the accuracy budget, the CLI."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgeslim.cli import app
+from edgeslim.pipeline import AccuracyBudgetExceeded, compress
+from edgeslim.pipeline import stages as stages_mod
+
+TINY = {
+    "name": "tiny", "description": "test recipe", "max_accuracy_drop": 100, "seed": 0,
+    "bench": {"rounds": 3, "warmup": 1},
+    "stages": [
+        {"type": "prune", "method": "magnitude", "sparsity": 0.6, "finetune": {"epochs": 1, "max_steps": 4}},
+        {"type": "share_weights", "conv_bits": 5, "linear_bits": 5, "finetune_epochs": 1, "max_steps": 3},
+        {"type": "quantize", "calibration_samples": 32},
+    ],
+}
+
+
+def test_tiny_compress_writes_checkpoints_and_measured_report(tmp_path, digits_checkpoint):
+    ckpt, _ = digits_checkpoint
+    out = tmp_path / "c"
+    r = compress(ckpt, TINY, out, progress=False)
+    assert (out / "stages/01-prune/weights.safetensors").exists() and (out / "stages/01-prune/model.json").exists()
+    assert (out / "stages/02-share_weights/weights.safetensors").exists()
+    assert (out / "stages/03-quantize/model.onnx").exists()
+    state = json.loads((out / "state.json").read_text())
+    assert state["status"] == "done" and [s["type"] for s in state["stages"]] == ["prune", "share_weights", "quantize"]
+    rep = json.loads((out / "report.json").read_text())
+    rows = rep["rows"]
+    assert [r["stage"] for r in rows] == ["original", "01-prune", "02-share_weights", "03-quantize"]
+    for row in rows:
+        assert 0.5 < row["accuracy"] <= 1 and row["file_bytes"] > 0 and row["macs"] > 0 and row["p50_ms"] > 0
+    assert rows[1]["nonzero_params"] < 0.45 * rows[0]["nonzero_params"]  # 60% of the weights are gone
+    assert rows[3]["evaluated_with"] == "onnxruntime" and rows[1]["evaluated_with"] == "torch"
+    assert rows[3]["file_bytes"] < rows[0]["file_bytes"] / 3  # int8
+    md = (out / "report.md").read_text()
+    assert "03-quantize" in md and f"{rows[3]['accuracy']:.4g}" in md
+    assert r["final"]["accuracy"] == rows[3]["accuracy"]
+
+
+def test_resume_after_a_crash_skips_done_stages_and_matches(tmp_path, digits_checkpoint, monkeypatch):
+    from edgeslim.runtime import load_model
+    from edgeslim.data import load_digits
+
+    ckpt, _ = digits_checkpoint
+    calls = {"prune": 0}
+    real_prune, real_share = stages_mod.RUNNERS["prune"], stages_mod.RUNNERS["share_weights"]
+
+    def counting_prune(*a, **k):
+        calls["prune"] += 1
+        return real_prune(*a, **k)
+
+    def crash(*a, **k):
+        raise RuntimeError("power cut in stage 2")
+
+    monkeypatch.setitem(stages_mod.RUNNERS, "prune", counting_prune)
+    monkeypatch.setitem(stages_mod.RUNNERS, "share_weights", crash)
+    out = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="power cut"):
+        compress(ckpt, TINY, out, progress=False)
+    state = json.loads((out / "state.json").read_text())
+    assert [s["type"] for s in state["stages"]] == ["prune"] and calls["prune"] == 1
+    stage1 = out / "stages/01-prune/weights.safetensors"
+    mtime = stage1.stat().st_mtime_ns
+
+    monkeypatch.setitem(stages_mod.RUNNERS, "share_weights", real_share)
+    resumed = compress(ckpt, TINY, out, resume=True, progress=False)
+    assert calls["prune"] == 1, "stage 1 was run again"
+    assert stage1.stat().st_mtime_ns == mtime
+
+    fresh = compress(ckpt, TINY, tmp_path / "fresh", progress=False)
+    assert calls["prune"] == 2
+    for a, b in zip(resumed["rows"], fresh["rows"]):
+        assert a["accuracy"] == b["accuracy"] and a["nonzero_params"] == b["nonzero_params"]
+    x = load_digits(pad_to=32).test.x[:64].numpy()
+    got = load_model(out / "stages/03-quantize/model.onnx").predict(x)
+    want = load_model(tmp_path / "fresh/stages/03-quantize/model.onnx").predict(x)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_resume_refuses_other_recipe_and_plain_rerun(tmp_path, digits_checkpoint):
+    from edgeslim.errors import ConfigError
+
+    ckpt, _ = digits_checkpoint
+    recipe = {**TINY, "stages": TINY["stages"][:1]}
+    compress(ckpt, recipe, tmp_path / "c", progress=False)
+    with pytest.raises(ConfigError, match="--resume"):
+        compress(ckpt, recipe, tmp_path / "c", progress=False)
+    with pytest.raises(ConfigError, match="another recipe"):
+        compress(ckpt, TINY, tmp_path / "c", resume=True, progress=False)
+
+
+def test_budget_failure_names_the_stage(tmp_path, digits_checkpoint):
+    ckpt, _ = digits_checkpoint
+    harsh = {"name": "harsh", "max_accuracy_drop": 0.5, "bench": {"rounds": 2, "warmup": 0},
+             "stages": [{"type": "prune", "sparsity": 0.995}, {"type": "export"}]}
+    with pytest.raises(AccuracyBudgetExceeded) as e:
+        compress(ckpt, harsh, tmp_path / "c", progress=False)
+    msg = str(e.value)
+    assert "accuracy budget exceeded" in msg and "Stage 01-prune" in msg and "budget 0.5" in msg
+    rep = json.loads((tmp_path / "c/report.json").read_text())
+    assert rep["budget"]["exceeded"] and rep["budget"]["culprit"] == "01-prune"
+    assert "accuracy budget exceeded" in (tmp_path / "c/report.md").read_text()
+
+
+def test_cli_recipes_and_compress(tmp_path, digits_checkpoint):
+    ckpt, _ = digits_checkpoint
+    runner = CliRunner()
+    r = runner.invoke(app, ["recipes"])
+    assert r.exit_code == 0 and all(n in r.output for n in ("smallest", "fastest", "balanced"))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("max_accuracy_drop: 100\nbench: {rounds: 2, warmup: 0}\nstages:\n"
+                      "  - {type: prune, method: structured, ratio: 0.25}\n  - {type: quantize, calibration_samples: 16}\n")
+    r = runner.invoke(app, ["compress", str(ckpt), "--recipe", str(recipe), "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert "02-quantize" in r.output and (tmp_path / "c/report.md").exists()
+    rep = json.loads((tmp_path / "c/report.json").read_text())
+    assert rep["rows"][1]["macs"] < rep["rows"][0]["macs"]  # structured pruning removed compute
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  - {type: prune, sparsity: 1.5}\n")
+    r = runner.invoke(app, ["compress", str(ckpt), "--recipe", str(bad), "--out", str(tmp_path / "d")])
+    assert r.exit_code != 0 and "stages[0].sparsity" in str(r.exception)

@@ -1,0 +1,58 @@
+"""search(): two worker processes share one SQLite study; re-running resumes it."""
+import json
+
+import optuna
+import pytest
+
+from edgeslim.errors import ConfigError
+from edgeslim.pipeline import search
+from edgeslim.pipeline.autotune import SearchConfig, load_search_config, recipe_for
+from edgeslim.pipeline.recipe import parse_recipe
+
+FAST = {"max_steps": 2, "finetune_epochs": 1, "distill_epochs": 1, "calibration_samples": 16, "bench_rounds": 2,
+        "eval_samples": 200, "space": {"width": [1.0, 0.5], "share_bits": [0, 4]}}
+
+
+def test_two_workers_share_one_study_and_rerun_resumes(tmp_path, digits_checkpoint):
+    ckpt, _ = digits_checkpoint
+    out = tmp_path / "s"
+    r = search(ckpt, out, max_accuracy_drop=3.0, trials=4, workers=2, config=FAST, progress=False)
+    study = optuna.load_study(study_name="edgeslim-search", storage=f"sqlite:///{out / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4
+    assert {t.user_attrs["worker"] for t in done} == {0, 1}
+    assert len({t.user_attrs["pid"] for t in done}) == 2  # two processes
+    for t in done:  # every trial carries its feasibility, none is dropped
+        assert "accuracy_drop_over_budget" in t.constraints
+    assert r["complete"] == 4 and r["workers"] == [0, 1]
+    summary = json.loads((out / "pareto.json").read_text())
+    assert len(summary["all_trials"]) == 4
+    assert all(p["feasible"] == "yes" for p in summary["pareto"])
+    assert (out / "pareto.png").stat().st_size > 1000 and "Pareto front" in (out / "pareto.md").read_text()
+
+    r2 = search(ckpt, out, max_accuracy_drop=3.0, trials=5, workers=1, config=FAST, progress=False)
+    assert r2["complete"] == 5  # one more trial, the first four kept
+
+
+def test_infeasible_trials_are_kept_and_marked(tmp_path, digits_checkpoint):
+    ckpt, _ = digits_checkpoint
+    cfg = {**FAST, "space": {"sparsity": [0.99, 0.99], "structured_ratio": [0, 0], "width": [1.0],
+                             "share_bits": [0], "bits": [32]}, "finetune_epochs": 0}
+    r = search(ckpt, tmp_path / "s", max_accuracy_drop=0.0, trials=1, config=cfg, progress=False)
+    assert r["complete"] == 1 and r["feasible"] == 0 and r["pareto"] == []
+    assert r["all_trials"][0]["feasible"] == "no"
+
+
+def test_trial_recipes_are_valid_and_config_errors_name_fields(tmp_path):
+    cfg = SearchConfig()
+    params = {"sparsity": 0.8, "structured_ratio": 0.2, "width": 0.5, "kd_temperature": 3.0, "share_bits": 4,
+              "bits": 8}
+    r = parse_recipe(recipe_for(params, cfg))
+    assert [s.type for s in r.stages] == ["distill", "prune", "prune", "share_weights", "quantize"]
+    p = tmp_path / "cfg.yaml"
+    p.write_text("space: {sparsity: [0.2, 1.5]}\n")
+    with pytest.raises(ConfigError, match="space: sparsity"):
+        load_search_config(p)
+    p.write_text("trails: 3\n")
+    with pytest.raises(ConfigError, match="trails: unknown field"):
+        load_search_config(p)
