@@ -25,7 +25,8 @@ class PruneConfig(BaseModel):
     criterion: Literal["magnitude", "taylor", "l1", "bn_scale"] = "magnitude"
     sparsity: float = Field(0.9, description="fraction of weights to zero (structured: channel ratio)")
     layer_sparsity: Optional[dict[str, float]] = Field(
-        None, description="per-layer sparsity (unstructured), e.g. from sensitivity analysis")
+        None, description="per-layer sparsity (unstructured, e.g. from sensitivity analysis) or fixed "
+                          "per-layer channel ratio (structured)")
     # default: global ranking for single weights, the same ratio per layer for channels
     scope: Optional[Literal["global", "layer", "sensitivity"]] = None
     schedule: Literal["oneshot", "gradual"] = "oneshot"

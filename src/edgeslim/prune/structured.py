@@ -137,15 +137,17 @@ def _copy_grads(src: nn.Module, dst: nn.Module) -> None:
 
 
 def _prune_copy(model: nn.Module, example: torch.Tensor, ratio: float, importance: str,
-                ignored_names: list[str], scope: str, max_ratio: float, round_to: int | None) -> nn.Module:
+                ignored_names: list[str], scope: str, max_ratio: float, round_to: int | None,
+                layer_ratios: dict[str, float]) -> nn.Module:
     pruned = copy.deepcopy(model)
     if importance == "taylor":
         _copy_grads(model, pruned)  # deepcopy drops .grad; Taylor importance reads it
-    if ratio <= 0:
+    if ratio <= 0 and not any(layer_ratios.values()):
         return pruned
     modules = dict(pruned.named_modules())
     pruner = tp.pruner.BasePruner(
         pruned, example, _importance(importance), global_pruning=(scope == "global"), pruning_ratio=ratio,
+        pruning_ratio_dict={modules[n]: r for n, r in layer_ratios.items()} or None,
         max_pruning_ratio=max_ratio, ignored_layers=[modules[n] for n in ignored_names],
         root_module_types=list(ROOT_TYPES), round_to=round_to)
     was_training = pruned.training
@@ -167,7 +169,7 @@ def prune_structured(model: nn.Module, example_input_shape: tuple[int, ...], tar
                      exclude: list[str] | None = None, scope: str = "layer", data: Any = None,
                      loss_fn: LossFn | None = None, calibration_batches: int = 8, batch_size: int = 64,
                      max_ratio: float = 0.9, round_to: int | None = None, tolerance: float = 0.01,
-                     max_iterations: int = 14) -> StructuredResult:
+                     max_iterations: int = 14, layer_ratios: dict[str, float] | None = None) -> StructuredResult:
     """Remove whole output channels (conv filters, linear neurons) and everything coupled to them.
 
     Args:
@@ -191,6 +193,9 @@ def prune_structured(model: nn.Module, example_input_shape: tuple[int, ...], tar
         data, loss_fn: calibration data (DataBundle, Split or iterable of (x, y)) and the
             loss ``loss_fn(model, x, y) -> (loss, logits)`` for Taylor importance.
         round_to: keep channel counts multiples of this (e.g. 8 for SIMD-friendly shapes).
+        layer_ratios: fixed channel ratios for named layers (e.g. ``{"features.0": 0.75}``:
+            the full-resolution first conv often dominates latency more than its MACs say);
+            the other layers get ``ratio`` or the ratio found for ``target_macs``.
 
     Returns:
         ``StructuredResult`` with ``.model`` (smaller tensors; saves with ``save_checkpoint``,
@@ -224,8 +229,15 @@ def prune_structured(model: nn.Module, example_input_shape: tuple[int, ...], tar
 
     macs_before = count_macs(model, example_input_shape)
 
+    fixed = dict(layer_ratios or {})
+    for name, r in fixed.items():
+        if name in ignored_names or not 0 <= r < 1:
+            raise ConfigError(f"layer_ratios: {name!r} cannot take ratio {r} (it is excluded, feeds the output, "
+                              "or the ratio is outside [0, 1))")
+    _resolve(model, fixed, "layer_ratios")
+
     def attempt(r: float) -> tuple[nn.Module, int]:
-        m = _prune_copy(model, example, r, importance, ignored_names, scope, max_ratio, round_to)
+        m = _prune_copy(model, example, r, importance, ignored_names, scope, max_ratio, round_to, fixed)
         return m, count_macs(m, example_input_shape)
 
     try:
@@ -250,12 +262,19 @@ def _bisect(attempt, macs_before: int, target: float, max_ratio: float, toleranc
     model0, macs0 = attempt(0.0)
     if macs0 <= budget:
         return model0, 0.0
-    hi_model, hi_macs = attempt(max_ratio)
-    if hi_macs > budget:
-        raise ConfigError(f"target_macs {target:.2f} is out of reach: pruning {max_ratio:.0%} of the channels "
-                          f"of every prunable layer still leaves {hi_macs / macs_before:.2f} of the MACs "
+    # global ranking can stall near max_ratio (groups hit their cap), so look for an upper
+    # bracket that fits the budget on a coarse grid from the top
+    least = 1.0
+    for hi in [max_ratio * f for f in (1.0, 0.85, 0.7, 0.55)]:
+        hi_model, hi_macs = attempt(hi)
+        least = min(least, hi_macs / macs_before)
+        if hi_macs <= budget:
+            break
+    else:
+        raise ConfigError(f"target_macs {target:.2f} is out of reach: pruning up to {max_ratio:.0%} of the "
+                          f"channels of every prunable layer leaves at least {least:.2f} of the MACs "
                           "(the classifier, excluded and unprunable layers keep theirs)")
-    lo, hi, best = 0.0, max_ratio, (hi_model, max_ratio)
+    lo, best = 0.0, (hi_model, hi)
     for _ in range(max_iterations):
         mid = (lo + hi) / 2
         m, macs = attempt(mid)

@@ -1,0 +1,84 @@
+"""edgeslim.prune(...) entry point, config validation, sensitivity analysis, CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import edgeslim
+import edgeslim.prune as P
+from edgeslim.errors import ConfigError
+from edgeslim.models import create, load_checkpoint
+
+
+def test_package_is_callable(digits):
+    model = create("seed-cnn")
+    pruned, summary = edgeslim.prune(model, P.PruneConfig(sparsity=0.5), data=digits)
+    assert summary["after"]["weight_sparsity"] == pytest.approx(0.5, abs=1e-4)
+    assert summary["before"]["macs"] == summary["after"]["macs"] > 0
+    assert set(summary["layer_sparsity"]) == {"features.0", "features.3", "classifier.1", "classifier.3"}
+    assert "accuracy_drop_points" in summary
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"sparsity": 1.0}, "sparsity.*\\[0, 1\\)"),
+    ({"sparsity": -0.1}, "sparsity"),
+    ({"layers": ["classifier.9"]}, "no layer named 'classifier.9'"),
+    ({"layers": ["features.1"]}, "ReLU"),
+    ({"method": "nm", "layers": ["features.0"]}, "multiple of m=4"),
+    ({"method": "unstructured", "criterion": "bn_scale"}, "bn_scale"),
+    ({"method": "unstructured", "target_macs": 0.5}, "target_macs"),
+    ({"method": "structured", "target_macs": 1.5}, "target_macs"),
+    ({"schedule": "gradual"}, "finetune_epochs"),
+    ({"bogus": 1}, "bogus"),
+    ({"method": "structured", "layers": ["classifier.3"]}, "model output"),
+])
+def test_bad_configs_fail_before_any_work(bad, match):
+    model = create("seed-cnn")
+    with pytest.raises(ConfigError, match=match):
+        P.prune(model, bad, example_input_shape=(1, 32, 32))
+
+
+def test_taylor_without_data_is_a_clear_error():
+    with pytest.raises(ConfigError, match="taylor importance needs calibration batches"):
+        P.prune(create("seed-cnn"), {"criterion": "taylor"}, example_input_shape=(1, 32, 32))
+
+
+def test_sensitivity_analysis_allocation_and_figure(digits_checkpoint, digits, tmp_path):
+    _, ckpt = digits_checkpoint
+    sens = P.sensitivity_analysis(ckpt.model, digits.test, levels=(0.5, 0.9, 0.99))
+    assert set(sens["layers"]) == {"features.0", "features.3", "classifier.1", "classifier.3"}
+    assert all(len(v["accuracy"]) == 3 for v in sens["layers"].values())
+    # the model is restored after the analysis
+    assert P.weight_sparsity(ckpt.model) == 0.0
+    plan = P.allocate_sparsity(sens, 0.8)
+    total = sum(v["params"] for v in sens["layers"].values())
+    reached = sum(plan[n] * v["params"] for n, v in sens["layers"].items()) / total
+    assert reached == pytest.approx(0.8, abs=1e-6)
+    png = P.plot_sensitivity(sens, tmp_path / "s.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ConfigError, match="out of reach"):
+        P.allocate_sparsity(sens, 0.995)
+
+
+def test_cli_prune_writes_a_checkpoint_eval_accepts(digits_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeslim.cli import app
+
+    folder, _ = digits_checkpoint
+    out = tmp_path / "pruned"
+    r = CliRunner().invoke(app, ["prune", str(folder), "--method", "structured", "--target-macs", "0.5",
+                                 "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["after"]["macs"] <= 0.5 * summary["before"]["macs"]
+    ckpt = load_checkpoint(out)
+    assert ckpt.meta["compression"][-1]["stage"] == "prune"
+    assert ckpt.meta["compression"][-1]["method"] == "structured"
+    assert ckpt.model(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
+    r = CliRunner().invoke(app, ["eval", str(out), "--json", "--limit", "50"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["prune", str(folder), "--sparsity", "1.2", "--out", str(tmp_path / "x")])
+    assert r.exit_code != 0 and isinstance(r.exception, ConfigError)
