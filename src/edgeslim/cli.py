@@ -150,17 +150,24 @@ def prune_cmd(checkpoint: Path,
               n: int = typer.Option(2, help="N of N:M"), m: int = typer.Option(4, help="M of N:M"),
               layers: Optional[str] = typer.Option(None, help="comma-separated layer names to prune"),
               exclude: Optional[str] = typer.Option(None, help="comma-separated layer names to keep"),
+              layer_sparsity: Optional[str] = typer.Option(
+                  None, help="per-layer sparsity / structured channel ratio: NAME=FRACTION,..."),
+              round_to: Optional[int] = typer.Option(None, help="structured: keep channel counts multiples of this"),
               dataset: Optional[str] = None, data_dir: Optional[Path] = None,
               as_json: bool = typer.Option(False, "--json")) -> None:
     """Prune a checkpoint (unstructured, structured channels or N:M), fine-tune, write a checkpoint."""
     from .prune import prune_checkpoint
+    from .prune.config import parse_layer_values
     from .report import rich_table
 
-    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+    def names(text: Optional[str]) -> Optional[list]:
+        return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
     config = {"method": method, "criterion": criterion, "sparsity": sparsity, "target_macs": target_macs,
               "scope": scope, "schedule": schedule, "pruning_steps": pruning_steps,
               "finetune_epochs": finetune_epochs, "finetune_lr": lr, "n": n, "m": m,
-              "layers": split(layers), "exclude": split(exclude) or []}
+              "layers": names(layers), "exclude": names(exclude) or [],
+              "layer_sparsity": parse_layer_values(layer_sparsity), "round_to": round_to}
     r = prune_checkpoint(checkpoint, config, out, dataset=dataset, data_dir=data_dir, progress=not as_json)
     if as_json:
         return _print_json({k: v for k, v in r.items() if k not in ("finetune", "sensitivity")})

@@ -135,3 +135,20 @@ def config_error(e: Exception) -> ConfigError:
         parts = [f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in errors()]
         return ConfigError("invalid prune config: " + "; ".join(parts))
     return ConfigError(str(e))
+
+
+def parse_layer_values(text: str | None) -> dict[str, float] | None:
+    """``"features.0=0.75,classifier.1=0.5"`` -> ``{"features.0": 0.75, "classifier.1": 0.5}``."""
+    if not text:
+        return None
+    out = {}
+    for item in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"layer_sparsity: expected NAME=FRACTION pairs separated by commas, got {item!r}") \
+                from None
+    return out
