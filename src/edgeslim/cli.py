@@ -141,7 +141,8 @@ def prune_cmd(checkpoint: Path,
               out: Path = typer.Option(..., help="checkpoint folder to write"),
               method: str = typer.Option("unstructured", help="unstructured | structured | nm"),
               criterion: str = typer.Option("magnitude", help="magnitude | taylor | l1 | bn_scale"),
-              sparsity: float = typer.Option(0.9, help="fraction of weights to zero (structured: channel ratio)"),
+              sparsity: Optional[float] = typer.Option(
+                  None, help="fraction of weights to zero, default 0.9 (structured: channel ratio)"),
               target_macs: Optional[float] = typer.Option(None, help="structured: fraction of MACs to keep"),
               scope: Optional[str] = typer.Option(None, help="global | layer | sensitivity"),
               schedule: str = typer.Option("oneshot", help="oneshot | gradual (cubic, Zhu & Gupta)"),
@@ -163,7 +164,8 @@ def prune_cmd(checkpoint: Path,
     def names(text: Optional[str]) -> Optional[list]:
         return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
-    config = {"method": method, "criterion": criterion, "sparsity": sparsity, "target_macs": target_macs,
+    config = {"method": method, "criterion": criterion, "target_macs": target_macs,
+              **({"sparsity": sparsity} if sparsity is not None else {}),
               "scope": scope, "schedule": schedule, "pruning_steps": pruning_steps,
               "finetune_epochs": finetune_epochs, "finetune_lr": lr, "n": n, "m": m,
               "layers": names(layers), "exclude": names(exclude) or [],

@@ -32,7 +32,7 @@ def test_package_is_callable(digits):
     ({"method": "structured", "target_macs": 1.5}, "target_macs"),
     ({"schedule": "gradual"}, "finetune_epochs"),
     ({"bogus": 1}, "bogus"),
-    ({"method": "structured", "layers": ["classifier.3"]}, "model output"),
+    ({"method": "structured", "sparsity": 0.3, "layers": ["classifier.3"]}, "model output"),
 ])
 def test_bad_configs_fail_before_any_work(bad, match):
     model = create("seed-cnn")
@@ -82,3 +82,9 @@ def test_cli_prune_writes_a_checkpoint_eval_accepts(digits_checkpoint, tmp_path)
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["prune", str(folder), "--sparsity", "1.2", "--out", str(tmp_path / "x")])
     assert r.exit_code != 0 and isinstance(r.exception, ConfigError)
+
+
+def test_structured_needs_a_target():
+    with pytest.raises(ConfigError, match="needs target_macs"):
+        P.make_config(method="structured")
+    assert P.make_config(method="structured", sparsity=0.3).sparsity == 0.3

@@ -74,6 +74,9 @@ class PruneConfig(BaseModel):
     def _consistent(self) -> "PruneConfig":
         if self.criterion == "bn_scale" and self.method != "structured":
             raise ValueError("criterion 'bn_scale' ranks channels, so it needs method='structured'")
+        if self.method == "structured" and self.target_macs is None and "sparsity" not in self.model_fields_set:
+            raise ValueError("structured pruning needs target_macs (fraction of MACs to keep) or sparsity "
+                             "(fraction of channels to remove)")
         if self.target_macs is not None and self.method != "structured":
             raise ValueError("target_macs applies to method='structured' only")
         if self.method == "nm" and not self.n < self.m:
