@@ -125,7 +125,7 @@ def check_memory(need_bytes: int, device: DeviceProfile, what: str = "the model"
     budget = device.memory_mb * 2**20
     if need_bytes > budget:
         raise MemoryRefusal(f"{what} needs {need_bytes / 2**20:.1f} MiB (weights + peak activations) but "
-                            f"device {device.name!r} allows {device.memory_mb:.0f} MiB; split the model, "
+                            f"device {device.name!r} allows {device.memory_mb:.4g} MiB; split the model, "
                             "offload it, or compress it (prune/quantize)")
 
 
