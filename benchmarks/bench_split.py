@@ -53,8 +53,10 @@ def export_models() -> dict[str, Path]:
     paths = {"seed-cnn": WORK / "seed-cnn.onnx", "efficientnet-lite0": WORK / "efficientnet-lite0.onnx"}
     ckpt, _ = baseline("seed-cnn")
     export_onnx(ckpt.model, paths["seed-cnn"], ckpt.input_shape, onnx_metadata(ckpt))
+    from edgeslim.data.imagenet import IMAGENET_PREPROCESS
+
     export_onnx(create("efficientnet-lite0"), paths["efficientnet-lite0"], (3, 224, 224),
-                {"input_shape": [3, 224, 224], "dataset": "imagenet"})
+                {"input_shape": [3, 224, 224], "dataset": "imagenet", "preprocess": IMAGENET_PREPROCESS.to_dict()})
     return paths
 
 

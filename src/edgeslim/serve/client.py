@@ -13,12 +13,13 @@ from typing import Iterable
 import httpx
 import numpy as np
 
+from ..errors import DataError, EdgeslimError
 from . import tensor_format as tf
 from .affinity import pinned_thread
 from .netem import EmulatedNetworkTransport, Link, nodelay_transport
 
 
-class ServerError(RuntimeError):
+class ServerError(EdgeslimError):
     """The server answered with an error (its JSON message is kept)."""
 
 
@@ -66,7 +67,12 @@ class SplitClient:
         """An image file preprocessed as the model was trained (needs a head model)."""
         from ..runtime.preprocess import Preprocess
 
-        return Preprocess.from_dict(self.metadata.get("preprocess", {})).load_image(path)
+        if "preprocess" not in self.metadata:
+            raise DataError("the head model carries no preprocessing metadata; pass a preprocessed tensor")
+        try:
+            return Preprocess.from_dict(self.metadata["preprocess"]).load_image(path)
+        except ValueError as e:
+            raise DataError(str(e)) from None
 
     def input_shape(self) -> tuple[int, ...]:
         """Shape of the tensor to give ``infer``: the head input, or the server's input (offload)."""
