@@ -224,3 +224,17 @@ def test_int8_model_profile_cut_points_and_split(tmp_path):
     head, tail = split_model(int8, at)
     x = calib[:1]
     np.testing.assert_array_equal(run(tail, run(head, x)), run(prof.info.model, x))
+
+
+def test_compute_scale_uses_gflops_and_int8_speedup():
+    from edgeslim.edge import compute_scale
+
+    dev = DeviceProfile(name="d", gflops_fp32=10, int8_speedup=1.5, memory_mb=1, power_active_w=1, power_idle_w=1)
+    assert compute_scale(HOST, dev, int8=False) == pytest.approx(10.0)  # 100 / 10 GFLOP/s
+    assert compute_scale(HOST, dev, int8=True) == pytest.approx(100 * 2.0 / (10 * 1.5))
+
+
+def test_request_overhead_calibration_is_small_and_positive():
+    from edgeslim.edge.calibrate import calibrate_request_overhead
+
+    assert 0 < calibrate_request_overhead(repeats=5) < 200
