@@ -22,9 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, baseline, print_table, save_results  # noqa: E402
 
 TARGETS = {"seed-cnn": 50.0, "lenet-300-100": 40.0}
-SETTINGS = {  # sparsity, bits per layer kind, pruning fine-tune epochs, excluded layers
-    "seed-cnn": {"sparsity": 0.95, "bits": {"conv": 5, "linear": 4}, "epochs": 6, "exclude": ["features.0"]},
-    "lenet-300-100": {"sparsity": 0.95, "bits": {"linear": 4}, "epochs": 6, "exclude": []},
+SETTINGS = {  # sparsity, bits per layer kind, pruning fine-tune epochs, excluded layers, centroid fine-tune epochs
+    "seed-cnn": {"sparsity": 0.94, "bits": {"conv": 5, "linear": 4}, "epochs": 10, "exclude": ["features.0"],
+                 "share_epochs": 2},
+    "lenet-300-100": {"sparsity": 0.94, "bits": {"linear": 4}, "epochs": 30, "exclude": [], "share_epochs": 2},
 }
 
 
@@ -63,12 +64,13 @@ def compress_model(name: str, settings: dict, out: Path, log=print) -> dict:
     pruned, summary = prune(teacher, cfg, data, loss_fn=kd_loss_fn(teacher, temperature=4.0, alpha=0.7))
     prune_s = time.perf_counter() - t0
     pruned_acc = evaluate_split(pruned, data.test)["accuracy"]
-    log(f"{name}: pruned to {summary['after'].get('weight_sparsity', settings['sparsity']):.3f} sparsity, "
+    log(f"{name}: pruned to {summary['after'].get('weight_sparsity', settings['sparsity']):.3f} sparsity "
+        f"{summary['layer_sparsity']}, "
         f"accuracy {pruned_acc:.4f} ({prune_s:.0f} s)")
     pruned_onnx = export_onnx(copy.deepcopy(pruned), out / "pruned.onnx", shape, meta)
 
     t0 = time.perf_counter()
-    shared, _ = share_weights(pruned, settings["bits"], data=data.train, finetune_epochs=1,
+    shared, _ = share_weights(pruned, settings["bits"], data=data.train, finetune_epochs=settings["share_epochs"],
                               train_config=TrainConfig(epochs=1, lr=3e-4, augment=False))
     share_s = time.perf_counter() - t0
     shared_acc = evaluate_split(shared, data.test)["accuracy"]

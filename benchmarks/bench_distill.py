@@ -59,6 +59,31 @@ def kd_vs_labels(seeds: list[int], epochs: int, width: float, temperature: float
             "kd_gain_points": 100 * (rows[1]["mean_accuracy"] - rows[0]["mean_accuracy"])}
 
 
+def sweep(configs: list[tuple[float, float]], epochs: int, width: float, seed: int = 0) -> dict:
+    """One seed per (temperature, alpha), plus labels only: why KD does or does not help."""
+    from edgeslim.distill import DistillConfig, distill, width_student
+    from edgeslim.evaluate import evaluate_split
+    from edgeslim.train import fit
+    from edgeslim.train.api import load_data_for
+
+    teacher = baseline("seed-cnn")[0].model
+    data = load_data_for("seed-cnn", "fashion-mnist")
+    rows = []
+    for temperature, alpha in [(None, None), *configs]:
+        cfg = DistillConfig(epochs=epochs, temperature=temperature or 1.0, alpha=alpha or 0.0, seed=seed)
+        torch.manual_seed(seed)
+        student = width_student(teacher, width)
+        if temperature is None:
+            fit(student, data.train, cfg.train_config(), progress=False)
+        else:
+            distill(student, teacher, data.train, cfg, progress=False)
+        acc = evaluate_split(student, data.test)["accuracy"]
+        rows.append({"method": "labels only" if temperature is None else "KD", "temperature": temperature,
+                     "alpha": alpha, "epochs": epochs, "seed": seed, "accuracy": round(acc, 4)})
+        print(f"  {rows[-1]}", flush=True)
+    return {"rows": rows}
+
+
 def unlabeled_recovery(epochs: int, lr: float, temperature: float, target_macs: float) -> dict:
     from edgeslim.data.datasets import Split
     from edgeslim.data.imagenet import load_imagenet_samples
@@ -104,7 +129,7 @@ def unlabeled_recovery(epochs: int, lr: float, temperature: float, target_macs: 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=["kd", "unlabeled", "all"], default="all")
+    ap.add_argument("--part", choices=["kd", "sweep", "unlabeled", "all"], default="all")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--width", type=float, default=0.25)
@@ -114,18 +139,35 @@ def main() -> None:
     ap.add_argument("--enet-lr", type=float, default=1e-4)
     ap.add_argument("--enet-temperature", type=float, default=2.0)
     args = ap.parse_args()
-    payload: dict = {"command": " ".join(sys.argv)}
+    payload: dict = {}
     if args.part in ("kd", "all"):
         kd = kd_vs_labels(args.seeds, args.epochs, args.width, args.temperature, args.alpha)
         print_table(kd["rows"], title=f"Fashion-MNIST, teacher seed-cnn {kd['teacher_accuracy']:.4f} "
                                       f"({kd['teacher_params']:,} params), student {kd['student_params']:,} params")
-        payload["kd_vs_labels"] = kd
+        payload["kd_vs_labels"] = {**kd, "command": " ".join(sys.argv)}
+    if args.part == "sweep":
+        sw = sweep([(1.0, 0.5), (2.0, 0.5), (4.0, 0.5), (2.0, 0.9)], args.epochs, args.width)
+        print_table(sw["rows"], title="KD settings, seed 0")
+        payload["sweep"] = {**sw, "command": " ".join(sys.argv)}
     if args.part in ("unlabeled", "all"):
         un = unlabeled_recovery(args.enet_epochs, args.enet_lr, args.enet_temperature, 0.75)
         print_table(un["rows"], title=f"EfficientNet-Lite0, 25% structured MAC pruning, unlabeled recovery "
                                       f"({un['seconds']:.0f} s)")
-        payload["unlabeled_recovery"] = un
-    save_results(f"distill-{args.part}" if args.part != "all" else "distill", payload)
+        payload["unlabeled_recovery"] = {**un, "command": " ".join(sys.argv)}
+    save_results("distill", {**_previous_parts(), **payload})
+
+
+def _previous_parts() -> dict:
+    """Results of the other part from an earlier run, so the parts can be run one at a time."""
+    import json
+
+    from common import RESULTS
+
+    path = RESULTS / "distill.json"
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    return {k: old[k] for k in ("kd_vs_labels", "sweep", "unlabeled_recovery") if k in old}
 
 
 if __name__ == "__main__":
