@@ -88,3 +88,18 @@ def test_structured_needs_a_target():
     with pytest.raises(ConfigError, match="needs target_macs"):
         P.make_config(method="structured")
     assert P.make_config(method="structured", sparsity=0.3).sparsity == 0.3
+
+
+def test_finetune_loss_fn_is_used_for_finetuning_only(digits):
+    calls = {"calibration": 0, "finetune": 0}
+
+    def ce(name):
+        def loss(model, x, y):
+            calls[name] += 1
+            logits = model(x)
+            return torch.nn.functional.cross_entropy(logits, y), logits
+        return loss
+
+    P.prune(create("seed-cnn"), data=digits, criterion="taylor", sparsity=0.5, finetune_epochs=1,
+            calibration_batches=3, loss_fn=ce("calibration"), finetune_loss_fn=ce("finetune"))
+    assert calls["calibration"] == 3 and calls["finetune"] == len(range(0, len(digits.train), 128))

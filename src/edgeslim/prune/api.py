@@ -60,14 +60,18 @@ def _stats(model: nn.Module, shape: tuple[int, ...], test: Any) -> dict[str, Any
 
 def prune(model: nn.Module, config: PruneConfig | dict | None = None, data: Any = None, *,
           example_input_shape: tuple[int, ...] | None = None, loss_fn: LossFn | None = None,
-          progress: bool = False, log: Callable[[str], None] | None = None, **overrides: Any
+          finetune_loss_fn: LossFn | None = None, progress: bool = False,
+          log: Callable[[str], None] | None = None, **overrides: Any
           ) -> tuple[nn.Module, dict[str, Any]]:
     """Prune a copy of ``model`` (the input stays untouched) and return ``(pruned, summary)``.
 
     ``config`` is a ``PruneConfig`` (or dict; keyword overrides such as ``sparsity=0.95``
     are merged in). ``data`` is a ``DataBundle`` (train split for calibration and
     fine-tuning, test split for the accuracy in the summary) or a ``Split``. Masks are
-    folded into plain tensors before returning. ``summary`` holds the per-layer sparsity,
+    folded into plain tensors before returning. ``loss_fn(model, x, y) -> (loss, logits)``
+    drives Taylor saliency and fine-tuning; ``finetune_loss_fn`` overrides it for
+    fine-tuning only (e.g. ``edgeslim.distill.kd_loss_fn(dense_model)`` to recover accuracy
+    by distilling from the unpruned model). ``summary`` holds the per-layer sparsity,
     params / non-zeros / MACs / accuracy before and after, and the schedule followed.
     """
     config = make_config(config, **overrides)
@@ -79,6 +83,8 @@ def prune(model: nn.Module, config: PruneConfig | dict | None = None, data: Any 
     log = log or (lambda s: None)
     t0 = time.perf_counter()
     work = copy.deepcopy(model)
+    if finetune_loss_fn is not None:
+        loss_fn = _TwoLosses(loss_fn, finetune_loss_fn)
     before = _stats(work, shape, test)
     log(f"pruning ({config.method}, {config.criterion}, {config.schedule})")
     if config.method == "structured":
@@ -97,9 +103,22 @@ def prune(model: nn.Module, config: PruneConfig | dict | None = None, data: Any 
     return work, summary
 
 
+class _TwoLosses:
+    """Calibration loss (saliency) and fine-tuning loss travelling together."""
+
+    def __init__(self, calibration: LossFn | None, finetune: LossFn):
+        self.calibration, self.finetune = calibration, finetune
+
+    def __call__(self, model, x, y):
+        from ._data import cross_entropy
+
+        return (self.calibration or cross_entropy)(model, x, y)
+
+
 def _finetune(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None, progress: bool,
               on_step: Callable[[int], None] | None = None, **extra: Any) -> list[dict]:
     train, _ = _splits(data)
+    loss_fn = loss_fn.finetune if isinstance(loss_fn, _TwoLosses) else loss_fn
     return fit(model, train, _finetune_config(config, data, **extra), loss_fn=loss_fn, progress=progress,
                description="fine-tune", on_step=on_step)
 
