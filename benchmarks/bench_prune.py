@@ -1,0 +1,276 @@
+"""Pruning benchmark: reproduces the targets table of issue 3 in one run.
+
+    flock /tmp/edgeslim-cpu.lock .venv/bin/python benchmarks/bench_prune.py [--quick]
+
+1. Unstructured: seed-cnn and lenet-300-100 on Fashion-MNIST, magnitude vs Taylor at
+   90/95/98% (one-shot without fine-tuning, and gradual cubic schedule + fine-tuning),
+   against the dense model `edgeslim train` produces (benchmarks.common.baseline).
+2. Structured: seed-cnn and lenet-5 to <= 35% of their MACs, fine-tuned; ONNX files and
+   ONNX Runtime throughput at batch 64, dense and pruned measured side by side.
+3. EfficientNet-Lite0 pruned structurally by 25% of its MACs: ONNX export, top-1 on the
+   200 ImageNet sample photos before/after (no fine-tuning: no ImageNet training set).
+4. Sensitivity analysis of seed-cnn (figure) and a sensitivity-allocated 95% run.
+Writes benchmarks/results/prune.json, prune.md and prune.sensitivity.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, baseline, print_table, save_results  # noqa: E402
+
+import edgeslim.prune  # noqa: E402
+from edgeslim._io import atomic_write_text  # noqa: E402
+from edgeslim.evaluate import evaluate_split  # noqa: E402
+from edgeslim.evaluate.onnx_stats import onnx_weight_stats  # noqa: E402
+from edgeslim.export import export_onnx, onnx_metadata  # noqa: E402
+from edgeslim.report import markdown_table  # noqa: E402
+from edgeslim.runtime import benchmark, load_model  # noqa: E402
+from edgeslim.train.api import load_data_for  # noqa: E402
+
+UNSTRUCTURED_MODELS = ("seed-cnn", "lenet-300-100")
+STRUCTURED_MODELS = ("seed-cnn", "lenet-5")
+# fine-tuning epochs for the >= 95% target runs (an MLP epoch costs a tenth of a CNN epoch)
+TARGET_EPOCHS = {"seed-cnn": 8, "lenet-300-100": 20}
+STRUCTURED_EPOCHS = {"seed-cnn": 8, "lenet-5": 12}
+# Channel ratios for ONNX Runtime's CPU kernels: the full-resolution first conv costs more
+# time than its MACs say, and conv channel counts off ORT's blocking (8/16) save little.
+# (lenet-5 is so small that ORT's per-call overhead dominates: no channel split measured
+# here beat 1.4x without crippling it, so it gets a gradual-schedule variant instead.)
+ORT_FRIENDLY_RATIOS = {"seed-cnn": {"features.0": 0.75, "features.3": 0.5}}
+
+
+def pts(a: float, b: float) -> float:
+    return round(100 * (a - b), 2)
+
+
+def criterion_rows(levels: list[float], epochs: int) -> list[dict]:
+    """Magnitude vs Taylor at each level: one shot without fine-tuning, then with a short one."""
+    rows = []
+    for name in UNSTRUCTURED_MODELS:
+        ckpt, _ = baseline(name)
+        data = load_data_for(name, "fashion-mnist")
+        dense = evaluate_split(ckpt.model, data.test)["accuracy"]
+        for level in levels:
+            for criterion in ("magnitude", "taylor"):
+                _, raw = edgeslim.prune(ckpt.model, data=data, criterion=criterion, sparsity=level)
+                _, ft = edgeslim.prune(ckpt.model, data=data, criterion=criterion, sparsity=level,
+                                       finetune_epochs=epochs)
+                rows.append({"model": name, "criterion": criterion, "sparsity": level, "dense_acc": dense,
+                             "oneshot_acc": raw["after"]["accuracy"], "oneshot_drop_pts": pts(dense, raw["after"]["accuracy"]),
+                             f"ft{epochs}_acc": ft["after"]["accuracy"], f"ft{epochs}_drop_pts": pts(dense, ft["after"]["accuracy"])})
+                print(rows[-1], flush=True)
+    return rows
+
+
+def target_rows(level: float, epochs: dict[str, int]) -> list[dict]:
+    """>= 95% zeros: gradual cubic schedule with fine-tuning, both criteria (and, for
+    seed-cnn, magnitude with per-layer sparsity allocated by sensitivity analysis)."""
+    rows = []
+    for name in UNSTRUCTURED_MODELS:
+        ckpt, _ = baseline(name)
+        data = load_data_for(name, "fashion-mnist")
+        variants = [("magnitude", "global"), ("taylor", "global")]
+        if name == "seed-cnn":
+            variants.append(("magnitude", "sensitivity"))
+        for criterion, scope in variants:
+            pruned, s = edgeslim.prune(ckpt.model, data=data, criterion=criterion, scope=scope, sparsity=level,
+                                       schedule="gradual", finetune_epochs=epochs[name], finetune_lr=2e-3,
+                                       pruning_fraction=0.5)
+            dense, acc = s["before"]["accuracy"], s["after"]["accuracy"]
+            rows.append({"model": name, "criterion": criterion, "scope": scope, "finetune_epochs": epochs[name],
+                         "weight_zeros": round(s["after"]["weight_sparsity"], 4),
+                         "nonzero_params": s["after"]["nonzero_params"], "params": s["after"]["params"],
+                         "dense_acc": dense, "pruned_acc": acc, "drop_pts": pts(dense, acc),
+                         "target_met": bool(s["after"]["weight_sparsity"] >= level - 1e-4 and pts(dense, acc) <= 0.5),
+                         "seconds": round(s["seconds"])})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def kd_from(model):
+    """Fine-tuning loss: distillation from the dense model (a frozen copy of it)."""
+    import copy
+
+    from edgeslim.distill import kd_loss_fn
+
+    return kd_loss_fn(copy.deepcopy(model), temperature=4.0, alpha=0.9)
+
+
+def structured_rows(target: float, epochs: dict[str, int], work: Path) -> list[dict]:
+    """Uniform channel ratio vs first-conv-heavy ratios, both to <= target MACs; dense and
+    both pruned models timed side by side in one ONNX Runtime benchmark at batch 64."""
+    rows = []
+    for name in STRUCTURED_MODELS:
+        ckpt, _ = baseline(name)
+        data = load_data_for(name, "fashion-mnist")
+        meta = onnx_metadata(ckpt)
+        dense_onnx = export_onnx(ckpt.model, work / f"{name}-dense.onnx", data.input_shape, meta)
+        variants = {"uniform": {}, "uniform-gradual": {"schedule": "gradual", "pruning_steps": 4}}
+        if name in ORT_FRIENDLY_RATIOS:
+            variants = {"uniform": {}, "ort-friendly": {"layer_sparsity": ORT_FRIENDLY_RATIOS[name]}}
+        paths, summaries = [dense_onnx], {}
+        for label, extra in variants.items():
+            pruned, s = edgeslim.prune(ckpt.model, data=data, method="structured", criterion="l1",
+                                       target_macs=target, finetune_epochs=epochs[name],
+                                       finetune_loss_fn=kd_from(ckpt.model), **extra)
+            path = export_onnx(pruned, work / f"{name}-{label}.onnx", data.input_shape, meta)
+            s["ort_accuracy"] = evaluate_split(load_model(path), data.test)["accuracy"]
+            paths.append(path)
+            summaries[label] = s
+        bench = benchmark(paths, batch=64, rounds=30)
+        dense_acc = next(iter(summaries.values()))["before"]["accuracy"]
+        for label, b in zip(["dense", *variants], bench):
+            s = summaries.get(label)
+            stats = s["after"] if s else next(iter(summaries.values()))["before"]
+            rows.append({"model": name, "variant": label, "accuracy": stats["accuracy"],
+                         "drop_pts": pts(dense_acc, stats["accuracy"]), "macs": stats["macs"],
+                         "macs_frac": round(stats["macs"] / next(iter(summaries.values()))["before"]["macs"], 3),
+                         "params": stats["params"],
+                         "channels": "/".join(str(c[1]) for c in s["channels"].values()) if s else "dense",
+                         "onnx_kb": round(b["file_bytes"] / 1024, 1), "ort_p50_ms_b64": round(b["p50_ms"], 3),
+                         "ort_img_per_s_b64": round(b["throughput_per_s"]), "speedup_b64": round(b["speedup"], 2),
+                         "ort_accuracy": s["ort_accuracy"] if s else None})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def efficientnet_row(work: Path, target: float = 0.75) -> dict:
+    import torch
+
+    from edgeslim.data.imagenet import load_imagenet_samples
+    from edgeslim.evaluate import count_macs
+    from edgeslim.models import create
+    from edgeslim.prune import prune_structured
+
+    model = create("efficientnet-lite0").eval()
+    split, _ = load_imagenet_samples()[:2]
+    shape = (3, 224, 224)
+    t0 = time.perf_counter()
+    res = prune_structured(model, shape, target_macs=target, importance="l1")
+    seconds = time.perf_counter() - t0
+    dense_onnx = export_onnx(model, work / "effnet-dense.onnx", shape)
+    pruned_onnx = export_onnx(res.model.eval(), work / "effnet-pruned.onnx", shape)
+    top1 = {k: evaluate_split(load_model(p), split) for k, p in (("dense", dense_onnx), ("pruned", pruned_onnx))}
+    with torch.no_grad():
+        torch_top1 = evaluate_split(res.model, split)["accuracy"]
+    bench = benchmark([dense_onnx, pruned_onnx], batch=8, rounds=5, warmup=2, iters_per_round=2)
+    return {"model": "efficientnet-lite0", "macs_dense_M": round(res.macs_before / 1e6, 1),
+            "macs_pruned_M": round(count_macs(res.model, shape) / 1e6, 1), "macs_frac": round(res.macs_fraction, 3),
+            "params_dense": res.params_before, "params_pruned": res.params_after,
+            "onnx_mb_dense": round(dense_onnx.stat().st_size / 2**20, 2),
+            "onnx_mb_pruned": round(pruned_onnx.stat().st_size / 2**20, 2),
+            "top1_dense_ort": top1["dense"]["accuracy"], "top1_pruned_ort": top1["pruned"]["accuracy"],
+            "top1_pruned_torch": torch_top1, "top5_dense_ort": top1["dense"]["top5"],
+            "top5_pruned_ort": top1["pruned"]["top5"], "ort_speedup_b8": round(bench[1]["speedup"], 2),
+            "prune_seconds": round(seconds, 1)}
+
+
+def sensitivity_rows() -> list[dict]:
+    from edgeslim.prune import allocate_sparsity, plot_sensitivity, sensitivity_analysis
+
+    ckpt, _ = baseline("seed-cnn")
+    data = load_data_for("seed-cnn", "fashion-mnist")
+    sens = sensitivity_analysis(ckpt.model, data.test.subset(2000, seed=0))
+    plot_sensitivity(sens, RESULTS / "prune.sensitivity.png", "seed-cnn on Fashion-MNIST: one layer pruned at a time")
+    plan = allocate_sparsity(sens, 0.95)
+    return [{"layer": n, "params": v["params"], **{f"acc@{lv:g}": a for lv, a in zip(sens["levels"], v["accuracy"])},
+             "planned@95%": round(plan[n], 3)} for n, v in sens["layers"].items()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="short fine-tuning, 95%% only, no criterion sweep fine-tuning, no EfficientNet")
+    ap.add_argument("--parts", default="structured,targets,criteria,sensitivity,efficientnet",
+                    help="comma-separated parts to run (results of other parts are kept from prune.json)")
+    args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    if args.quick:
+        parts.discard("efficientnet")
+    t0 = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="bench-prune-"))
+    previous = RESULTS / "prune.json"
+    payload: dict = json.loads(previous.read_text()) if previous.exists() and not args.quick else {}
+    payload.pop("machine", None)
+    payload["command"] = "python benchmarks/bench_prune.py" + (" --quick" if args.quick else "")
+    epochs = {k: max(2, v // 4) for k, v in TARGET_EPOCHS.items()} if args.quick else TARGET_EPOCHS
+    if "structured" in parts:
+        payload["structured"] = structured_rows(0.35, {k: 2 for k in STRUCTURED_EPOCHS} if args.quick
+                                                else STRUCTURED_EPOCHS, work)
+    if "targets" in parts:
+        payload["targets"] = target_rows(0.95, epochs)
+    if "criteria" in parts:
+        payload["criteria"] = criterion_rows([0.95] if args.quick else [0.9, 0.95, 0.98], 1)
+    if "sensitivity" in parts:
+        payload["sensitivity"] = sensitivity_rows()
+    if "efficientnet" in parts:
+        payload["efficientnet"] = efficientnet_row(work)
+    payload.setdefault("seconds", {})
+    payload["seconds"] = {**(payload["seconds"] if isinstance(payload["seconds"], dict) else {}),
+                          ",".join(sorted(parts)): round(time.perf_counter() - t0)}
+    save_results("prune", payload)
+    write_markdown(payload)
+
+
+TARGET_COLS = ["model", "criterion", "scope", "finetune_epochs", "weight_zeros", "nonzero_params", "dense_acc",
+               "pruned_acc", "drop_pts", "target_met"]
+STRUCTURED_COLS = ["model", "variant", "channels", "accuracy", "drop_pts", "macs_frac", "params", "onnx_kb",
+                   "ort_p50_ms_b64", "ort_img_per_s_b64", "speedup_b64"]
+
+
+def write_markdown(p: dict) -> None:
+    quick = "quick" in p["command"]
+    lines = ["# Pruning benchmark (issue 3)", "",
+             f"Command: `flock /tmp/edgeslim-cpu.lock .venv/bin/python benchmarks/bench_prune.py"
+             f"{' --quick' if quick else ''}` (seconds per part: {p['seconds']}; 2 CPU cores shared with other "
+             "jobs, so timings are noisy, but compared models are always timed side by side). Fashion-MNIST test "
+             "set (10,000 images); dense baselines are the cached `edgeslim train` models (10 epochs, seed 0).", ""]
+    if "targets" in p:
+        print_table(p["targets"], TARGET_COLS, ">= 95% zeros, gradual + fine-tuning")
+        lines += ["## Unstructured, >= 95% of weights zero (target: drop <= 0.5 points)", "",
+                  "Gradual cubic schedule (Zhu & Gupta: 10 steps over the first half of fine-tuning, AdamW, "
+                  "one-cycle lr 2e-3), masks folded at the end; `weight_zeros` counts all conv/linear weights "
+                  "(biases kept).", "", markdown_table(p["targets"], TARGET_COLS), ""]
+    if "criteria" in p:
+        cols = list(p["criteria"][0].keys())
+        print_table(p["criteria"], cols, "magnitude vs taylor")
+        lines += ["## Magnitude vs Taylor (|w * dL/dw| over 8 batches of 64)", "",
+                  "One-shot global pruning; `oneshot_*` without fine-tuning, `ft1_*` after 1 epoch of fine-tuning "
+                  "with the masks held.", "", markdown_table(p["criteria"], cols), ""]
+    if "structured" in p:
+        print_table(p["structured"], STRUCTURED_COLS, "structured, ORT batch 64 side by side")
+        lines += ["## Structured (channels removed via torch-pruning's dependency graph, L1 importance)", "",
+                  "Target: <= 35% of the MACs (counted with FlopCounterMode), drop <= 1 point, ORT throughput at "
+                  "batch 64 >= 2x dense. `uniform`: the same channel ratio in every layer, found by bisection on "
+                  "MACs. `ort-friendly` (seed-cnn): 75% / 50% of the two convs' filters removed, chosen for "
+                  "ONNX Runtime's CPU kernels (the full-resolution first conv costs more time than its MACs say; "
+                  "conv widths off the 8/16 channel blocking save little), the rest by bisection. "
+                  "`uniform-gradual` (lenet-5): MACs removed in 4 cubic steps with fine-tuning between them. "
+                  "All are fine-tuned (8 epochs seed-cnn, 12 lenet-5) with distillation from the dense "
+                  "model (`edgeslim.distill.kd_loss_fn`, T=4, alpha=0.9) as `finetune_loss_fn`. Dense and both pruned models are timed in "
+                  "one interleaved `edgeslim.runtime.benchmark` run; `channels` lists output channels per "
+                  "conv/linear layer.", "", markdown_table(p["structured"], STRUCTURED_COLS), ""]
+    if "efficientnet" in p:
+        e = p["efficientnet"]
+        lines += ["## EfficientNet-Lite0, structurally pruned to 75% of its MACs (no fine-tuning)", "",
+                  "Top-1 on the 200 ImageNet sample photos through ONNX Runtime; there is no ImageNet training set "
+                  "here, so accuracy is to be recovered by distillation.", "",
+                  markdown_table([{"metric": k, "value": v} for k, v in e.items()], ["metric", "value"]), ""]
+    if "sensitivity" in p:
+        cols = list(p["sensitivity"][0].keys())
+        lines += ["## Sensitivity analysis (seed-cnn)", "",
+                  "Accuracy on 2,000 test images with one layer pruned by magnitude (the others dense); "
+                  "`planned@95%`: per-layer sparsity allocated for a 95% global target (used by "
+                  "`scope=\"sensitivity\"`).", "", "![sensitivity](prune.sensitivity.png)", "",
+                  markdown_table(p["sensitivity"], cols), ""]
+    atomic_write_text(RESULTS / "prune.md", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
