@@ -13,7 +13,7 @@ TINY = {
     "name": "tiny", "description": "test recipe", "max_accuracy_drop": 100, "seed": 0,
     "bench": {"rounds": 3, "warmup": 1},
     "stages": [
-        {"type": "prune", "method": "magnitude", "sparsity": 0.6, "finetune": {"epochs": 1, "max_steps": 4}},
+        {"type": "prune", "method": "unstructured", "sparsity": 0.6, "finetune_epochs": 1},
         {"type": "share_weights", "conv_bits": 5, "linear_bits": 5, "finetune_epochs": 1, "max_steps": 3},
         {"type": "quantize", "calibration_samples": 32},
     ],
@@ -114,7 +114,7 @@ def test_cli_recipes_and_compress(tmp_path, digits_checkpoint):
     assert r.exit_code == 0 and all(n in r.output for n in ("smallest", "fastest", "balanced"))
     recipe = tmp_path / "r.yaml"
     recipe.write_text("max_accuracy_drop: 100\nbench: {rounds: 2, warmup: 0}\nstages:\n"
-                      "  - {type: prune, method: structured, ratio: 0.25}\n  - {type: quantize, calibration_samples: 16}\n")
+                      "  - {type: prune, method: structured, sparsity: 0.25}\n  - {type: quantize, calibration_samples: 16}\n")
     r = runner.invoke(app, ["compress", str(ckpt), "--recipe", str(recipe), "--out", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output
     assert "02-quantize" in r.output and (tmp_path / "c/report.md").exists()

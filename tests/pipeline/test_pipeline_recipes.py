@@ -26,15 +26,17 @@ def test_recipe_from_yaml_file(tmp_path):
     p.write_text("max_accuracy_drop: 0.3\nstages:\n  - {type: prune, sparsity: 0.5}\n  - {type: quantize}\n")
     r = load_recipe(p)
     assert r.name == "mine" and [s.type for s in r.stages] == ["prune", "quantize"]
-    assert r.stages[0].method == "magnitude" and r.max_accuracy_drop == 0.3
+    assert r.stages[0].method == "unstructured" and r.max_accuracy_drop == 0.3
+    assert r.stages[0].prune_config().sparsity == 0.5
 
 
 @pytest.mark.parametrize("recipe, expected", [
     ({"stages": [{"type": "prune", "sparsity": 0.5}, {"type": "prune", "sparsity": 1.2}]},
-     "stages[1].sparsity: must be < 1"),
+     "stages[1].sparsity: must be in [0, 1)"),
     ({"stages": [{"type": "prune", "sparsity": 0.5, "sparsty": 0.3}]}, "stages[0].sparsty: unknown field"),
-    ({"stages": [{"type": "prune", "method": "structured"}]}, "stages[0]: method 'structured' needs exactly one"),
-    ({"stages": [{"type": "prune", "method": "magnitude", "ratio": 0.2}]}, "stages[0]: method 'magnitude' needs"),
+    ({"stages": [{"type": "prune", "method": "structured"}]}, "stages[0]: structured pruning needs target_macs"),
+    ({"stages": [{"type": "prune", "target_macs": 0.5}]}, "stages[0]: target_macs applies to method='structured'"),
+    ({"stages": [{"type": "prune", "temperature": 0}]}, "stages[0].temperature: must be > 0"),
     ({"stages": [{"type": "quantize"}, {"type": "distill"}]}, "stages[1]: 'distill' works on the PyTorch model"),
     ({"stages": [{"type": "squeeze"}]}, "stages[0]: unknown stage type 'squeeze'"),
     ({"stages": [{"type": "share_weights", "conv_bits": 9}]}, "stages[0].conv_bits: must be <= 8"),

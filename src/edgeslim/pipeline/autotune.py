@@ -66,7 +66,7 @@ class SearchConfig(_Strict):
     max_accuracy_drop: float = Field(0.5, ge=0)
     trials: int = Field(40, ge=1)
     finetune_epochs: int = Field(1, ge=0)
-    max_steps: int | None = Field(None, ge=1)  # per training stage
+    max_steps: int | None = Field(None, ge=1)  # per distill / share_weights stage (pruning: finetune_epochs)
     distill_epochs: int = Field(2, ge=0)  # for width students, trained from scratch by KD
     train_samples: int | None = Field(None, ge=1)
     eval_samples: int | None = Field(None, ge=1)
@@ -113,16 +113,15 @@ def suggest_params(trial, space: SearchSpace) -> dict[str, Any]:
 def recipe_for(params: dict[str, Any], cfg: SearchConfig, name: str = "trial") -> dict[str, Any]:
     """The recipe a trial's parameters stand for (also what to run once a setting is chosen)."""
     t = params["kd_temperature"]
-    ft = {"epochs": cfg.finetune_epochs, "max_steps": cfg.max_steps, "distill": True, "temperature": t,
-          "lr": 1e-3}
+    ft = {"finetune_epochs": cfg.finetune_epochs, "finetune_lr": 1e-3, "distill": True, "temperature": t}
     stages: list[dict[str, Any]] = []
     if params["width"] < 1:
         stages.append({"type": "distill", "width": params["width"], "temperature": t,
                        "epochs": cfg.distill_epochs, "max_steps": cfg.max_steps})
     if params["structured_ratio"] > 0:
-        stages.append({"type": "prune", "method": "structured", "ratio": params["structured_ratio"], "finetune": ft})
+        stages.append({"type": "prune", "method": "structured", "sparsity": params["structured_ratio"], **ft})
     if params["sparsity"] > 0:
-        stages.append({"type": "prune", "method": "magnitude", "sparsity": params["sparsity"], "finetune": ft})
+        stages.append({"type": "prune", "method": "unstructured", "sparsity": params["sparsity"], **ft})
     if params["share_bits"]:
         stages.append({"type": "share_weights", "conv_bits": params["share_bits"],
                        "linear_bits": params["share_bits"], "finetune_epochs": min(cfg.finetune_epochs, 1),

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
+from ..prune import PruneConfig
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 TORCH_STAGES = ("prune", "distill", "share_weights")
@@ -24,53 +25,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Finetune(_Strict):
-    """Recovery training after a stage. With ``distill`` the original model is the teacher
-    (Hinton loss at ``temperature``), otherwise plain cross-entropy on the labels."""
-    epochs: int = Field(1, ge=0)
-    max_steps: int | None = Field(None, ge=1)
-    lr: float = Field(5e-4, gt=0)
-    batch_size: int = Field(128, ge=1)
+class PruneStage(PruneConfig):
+    """Every ``edgeslim.prune`` setting (``PruneConfig``: method unstructured / structured /
+    nm, criterion, sparsity or target_macs, scope, schedule oneshot / gradual, fine-tuning...)
+    plus how fine-tuning learns: by distillation from the original model (``distill``,
+    ``temperature``, ``alpha``) or from the labels only."""
+    type: Literal["prune"]
     distill: bool = True
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0, le=1)
 
-
-class PruneStage(_Strict):
-    """``magnitude``: zero the smallest weights (``sparsity``, global or per layer);
-    ``structured``: remove whole channels (``ratio`` of channels, or ``target_macs`` fraction
-    of MACs to keep) through torch-pruning, so the model really gets smaller and faster."""
-    type: Literal["prune"]
-    method: Literal["magnitude", "structured"] = "magnitude"
-    sparsity: float | None = Field(None, ge=0, lt=1)
-    scope: Literal["global", "layer"] = "global"
-    ratio: float | None = Field(None, ge=0, lt=1)
-    target_macs: float | None = Field(None, gt=0, le=1)
-    importance: Literal["l1", "taylor", "bn_scale"] = "l1"
-    round_to: int | None = Field(None, ge=1)
-    finetune: Finetune | None = None
-
-    @model_validator(mode="after")
-    def _method_fields(self) -> "PruneStage":
-        if self.method == "magnitude":
-            if self.sparsity is None:
-                raise ValueError("method 'magnitude' needs sparsity (fraction of weights to zero, e.g. 0.9)")
-            if self.ratio is not None or self.target_macs is not None:
-                raise ValueError("ratio/target_macs belong to method 'structured'; magnitude pruning uses sparsity")
-        else:
-            if (self.ratio is None) == (self.target_macs is None):
-                raise ValueError("method 'structured' needs exactly one of ratio (channel fraction to remove) "
-                                 "or target_macs (fraction of MACs to keep)")
-            if self.sparsity is not None:
-                raise ValueError("sparsity belongs to method 'magnitude'; structured pruning uses ratio or "
-                                 "target_macs")
-        return self
+    def prune_config(self) -> PruneConfig:
+        # only the fields the recipe set, so PruneConfig's own defaults and checks apply unchanged
+        return PruneConfig(**self.model_dump(exclude_unset=True, exclude={"type", "distill", "temperature", "alpha"}))
 
     def summary(self) -> str:
-        if self.method == "magnitude":
-            return f"magnitude {self.sparsity:.0%} ({self.scope})"
-        what = f"ratio {self.ratio:.2f}" if self.ratio is not None else f"target_macs {self.target_macs:.2f}"
-        return f"structured {what} ({self.importance})"
+        ft = f", {self.finetune_epochs} fine-tune epoch(s){' KD' if self.distill else ''}" if self.finetune_epochs else ""
+        if self.method == "structured":
+            what = f"target_macs {self.target_macs:.2f}" if self.target_macs else f"channel ratio {self.sparsity:.2f}"
+            return f"structured {what} ({self.structured_importance}, {self.schedule}){ft}"
+        if self.method == "nm":
+            return f"{self.n}:{self.m} semi-structured ({self.criterion}){ft}"
+        return f"unstructured {self.sparsity:.0%} ({self.criterion}, {self.effective_scope}, {self.schedule}){ft}"
 
 
 class DistillStage(_Strict):

@@ -14,7 +14,7 @@ from ..data.datasets import DataBundle
 from ..errors import ConfigError
 from ..models.checkpoint import Checkpoint
 from ..train.api import NO_AUGMENT_DATASETS
-from .recipe import DistillStage, ExportStage, Finetune, PruneStage, QuantizeStage, ShareWeightsStage
+from .recipe import DistillStage, ExportStage, PruneStage, QuantizeStage, ShareWeightsStage
 
 DEPLOY_FILE = "model.onnx"
 
@@ -56,31 +56,17 @@ def _train_config(ctx: StageContext, epochs: int, lr: float, batch_size: int = 1
                        augment=ctx.augment, hflip=ctx.augment)
 
 
-def finetune(model: nn.Module, ft: Finetune | None, ctx: StageContext, description: str) -> None:
-    """Recovery training, with the original model as teacher when ``ft.distill``."""
-    from ..distill import kd_loss_fn
-    from ..train import fit
-
-    if ft is None or ft.epochs == 0:
-        return
-    loss_fn = kd_loss_fn(ctx.teacher, ft.temperature, ft.alpha, seed=ctx.seed) if ft.distill else None
-    fit(model, ctx.data.train, _train_config(ctx, ft.epochs, ft.lr, ft.batch_size, ft.max_steps), loss_fn=loss_fn,
-        progress=ctx.progress, description=description)
-
-
 def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelState:
-    from ..prune import apply_magnitude_masks, layer_sparsity, make_permanent, prune_structured
+    """``edgeslim.prune.prune`` with the recipe's PruneConfig; fine-tuning distils from the
+    original model when ``stage.distill``."""
+    from ..distill import kd_loss_fn
+    from ..prune import prune
 
-    model = state.model
-    if stage.method == "magnitude":
-        apply_magnitude_masks(model, stage.sparsity, scope=stage.scope)
-        finetune(model, stage.finetune, ctx, "prune fine-tune")  # masks keep pruned weights at zero
-        make_permanent(model)
-        return ModelState(model, info={"layer_sparsity": layer_sparsity(model)})
-    res = prune_structured(model, ctx.input_shape, target_macs=stage.target_macs, ratio=stage.ratio,
-                           importance=stage.importance, data=ctx.data, round_to=stage.round_to)
-    finetune(res.model, stage.finetune, ctx, "prune fine-tune")
-    return ModelState(res.model, info={"channel_ratio": res.ratio, "channels": res.channels})
+    kd = kd_loss_fn(ctx.teacher, stage.temperature, stage.alpha, seed=ctx.seed) if stage.distill else None
+    pruned, summary = prune(state.model, stage.prune_config(), data=ctx.data, example_input_shape=ctx.input_shape,
+                            finetune_loss_fn=kd, progress=ctx.progress)
+    keep = ("layer_sparsity", "channel_ratio", "schedule", "planned_layer_sparsity", "nm", "after")
+    return ModelState(pruned, info={k: summary[k] for k in keep if k in summary})
 
 
 def run_distill(stage: DistillStage, state: ModelState, ctx: StageContext) -> ModelState:
