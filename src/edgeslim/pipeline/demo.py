@@ -1,18 +1,16 @@
 """``edgeslim demo``: the whole idea in a few minutes on 2 cores.
 
-Train seed-cnn on Fashion-MNIST, prune it (global magnitude, short fine-tune), quantize
-it to int8 (ONNX Runtime static quantization, calibrated), export both, run both on the
-simulated device (ONNX Runtime, torch-free runner) and compare them in one table.
+Train seed-cnn on Fashion-MNIST, then run the compression pipeline (``compress``) on it:
+prune (global magnitude, short fine-tune distilled from the baseline) and quantize to
+int8 (ONNX Runtime static quantization, calibrated); run the exported float and int8
+models on the simulated device (ONNX Runtime, torch-free runner), compare them in one table.
 """
 from __future__ import annotations
 
-import copy
-import json
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
-
-import numpy as np
 
 from .._io import atomic_write_text, write_json
 
@@ -20,19 +18,16 @@ from .._io import atomic_write_text, write_json
 def run_demo(out: str | Path = "runs/demo", epochs: int = 4, sparsity: float = 0.9, finetune_epochs: int = 1,
              calibration_samples: int = 512, threads: int | None = None, data_dir: str | Path | None = None,
              log: Callable[[str], None] = print, progress: bool = True) -> dict:
-    import torch
-
     from ..evaluate.metrics import agreement, evaluate_split, predict_logits
     from ..evaluate.onnx_stats import onnx_weight_stats
     from ..evaluate.size import count_macs
-    from ..export import export_onnx, onnx_metadata
-    from ..models.checkpoint import save_checkpoint
-    from ..prune import apply_magnitude_masks, layer_sparsity, make_permanent
-    from ..quantize import quantize_onnx_static
+    from ..models.checkpoint import load_checkpoint
+    from ..prune import layer_sparsity
     from ..report import markdown_table
     from ..runtime import benchmark, load_model, slower_than_baseline
-    from ..train import TrainConfig, fit, train_model
+    from ..train import TrainConfig, train_model
     from ..train.api import load_data_for
+    from .compress import compress
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -41,20 +36,17 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 4, sparsity: float = 0
     data = load_data_for("seed-cnn", "fashion-mnist", data_dir)
     base = train_model("seed-cnn", data, TrainConfig(epochs=epochs), out=out / "baseline", progress=progress)
 
-    log(f"[2/5] pruning {sparsity:.0%} of weights by magnitude, fine-tuning {finetune_epochs} epoch(s)")
-    pruned = copy.deepcopy(base.model)
-    apply_magnitude_masks(pruned, sparsity, scope="global")
-    fit(pruned, data.train, TrainConfig(epochs=finetune_epochs, lr=5e-4), progress=progress, description="fine-tune")
-    make_permanent(pruned)
-    save_checkpoint(pruned, out / "pruned", {**base.meta, "metrics": evaluate_split(pruned, data.test),
-                                             "compression": [{"stage": "prune", "sparsity": sparsity}]})
+    log(f"[2/5] compressing with the pipeline: prune {sparsity:.0%} of weights (global magnitude, "
+        f"{finetune_epochs} fine-tune epoch(s) distilled from the baseline), then int8 static quantization")
+    recipe = demo_recipe(sparsity, finetune_epochs, calibration_samples)
+    shutil.rmtree(out / "pipeline", ignore_errors=True)
+    pipeline = compress(out / "baseline", recipe, out / "pipeline", data=data, check_budget=False,
+                        progress=progress)
 
-    log("[3/5] exporting to ONNX and quantizing to int8 (static, calibrated)")
-    meta = onnx_metadata(base)
-    base_onnx = export_onnx(base.model, out / "baseline.onnx", data.input_shape, meta)
-    pruned_onnx = export_onnx(pruned, out / "pruned.onnx", data.input_shape, meta)
-    calib = data.train.subset(calibration_samples, seed=1).x.numpy()
-    int8_onnx = quantize_onnx_static(pruned_onnx, out / "compressed-int8.onnx", calib)
+    log("[3/5] collecting the exported float32 baseline and the int8 model")
+    base_onnx = Path(shutil.copyfile(out / "pipeline/stages/00-original/model.onnx", out / "baseline.onnx"))
+    int8_onnx = Path(shutil.copyfile(out / "pipeline/stages/02-quantize/model.onnx", out / "compressed-int8.onnx"))
+    pruned = load_checkpoint(out / "pipeline/stages/01-prune").model
 
     log("[4/5] evaluating on the simulated device (ONNX Runtime, no torch)")
     rows = []
@@ -89,13 +81,25 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 4, sparsity: float = 0
     report = "\n".join([
         "# edgeslim demo report", "",
         f"seed-cnn on Fashion-MNIST, trained {epochs} epochs; pruned {sparsity:.0%} (global magnitude, "
-        f"{finetune_epochs} fine-tune epoch); static int8 (ONNX Runtime QDQ, {calibration_samples} calibration "
-        "images). Accuracy on the 10,000 test images, measured with ONNX Runtime.", "",
+        f"{finetune_epochs} fine-tune epoch, distilled from the baseline); static int8 (ONNX Runtime QDQ, "
+        f"{calibration_samples} calibration images), run by `edgeslim.pipeline.compress` (per-stage report: "
+        "pipeline/report.md). Accuracy on the 10,000 test images, measured with ONNX Runtime.", "",
         table_md, "",
         f"- accuracy drop: {summary['accuracy_drop_points']:.2f} points",
         f"- file size reduction: {summary['size_reduction']:.1f}x",
         *[f"- warning: {w}" for w in summary["warnings"]],
         f"- total time: {summary['seconds']:.0f} s", ""])
     atomic_write_text(out / "report.md", report)
-    write_json(out / "report.json", {"rows": rows, "summary": summary, "bench": bench})
-    return {"rows": rows, "columns": columns, "summary": summary, "report": str(out / "report.md")}
+    write_json(out / "report.json", {"rows": rows, "summary": summary, "bench": bench,
+                                     "pipeline_report": "pipeline/report.json"})
+    return {"rows": rows, "columns": columns, "summary": summary, "report": str(out / "report.md"),
+            "pipeline": pipeline}
+
+
+def demo_recipe(sparsity: float, finetune_epochs: int, calibration_samples: int) -> dict:
+    """The demo as a recipe: global magnitude pruning with a short distilled fine-tune, then int8."""
+    return {"name": "demo", "description": "demo: magnitude pruning + KD fine-tune + int8 static",
+            "max_accuracy_drop": 1.0,
+            "stages": [{"type": "prune", "method": "unstructured", "sparsity": sparsity, "scope": "global",
+                        "finetune_epochs": finetune_epochs, "finetune_lr": 5e-4, "distill": True},
+                       {"type": "quantize", "calibration_samples": calibration_samples}]}
