@@ -5,6 +5,18 @@ Each trial builds a recipe from its sampled parameters and runs :func:`compress`
 (short fine-tuning). The study lives in an Optuna storage: by default a SQLite file in
 the output folder, so re-running the same command resumes it; any SQLAlchemy URL
 (``postgresql+psycopg2://user:pw@host/db``) lets workers on several machines share it.
+
+Sharing one study between machines (PostgreSQL through SQLAlchemy)::
+
+    pip install "edgeslim[postgres]"            # psycopg2-binary, the SQLAlchemy driver
+    createdb edgeslim_search                      # once, on the database host
+    # on every machine (same checkpoint, same settings; trials are counted over the whole study):
+    edgeslim search m/ --max-accuracy-drop 0.5 --trials 200 --workers 2 --out S/ \
+        --storage postgresql+psycopg2://user:password@dbhost:5432/edgeslim_search --study-name seed-cnn
+
+Each machine writes its trial folders under its own ``S/``; the Pareto report is computed
+from the shared study, so any machine can produce it. SQLite (the default) is opened in
+WAL mode with a 60 s busy timeout, which is enough for a few local worker processes.
 """
 from __future__ import annotations
 
