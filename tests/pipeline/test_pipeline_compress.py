@@ -39,6 +39,7 @@ def test_tiny_compress_writes_checkpoints_and_measured_report(tmp_path, digits_c
     assert rows[3]["file_bytes"] < rows[0]["file_bytes"] / 3  # int8
     md = (out / "report.md").read_text()
     assert "03-quantize" in md and f"{rows[3]['accuracy']:.4g}" in md
+    assert (out / "report.png").stat().st_size > 1000
     assert r["final"]["accuracy"] == rows[3]["accuracy"]
 
 

@@ -255,7 +255,7 @@ def budget_verdict(base_acc: float, stages: list[dict], budget: float) -> dict[s
 
 def build_report(out: Path, recipe: Recipe, state: dict) -> dict[str, Any]:
     """Benchmark every stage's file side by side and write report.json + report.md."""
-    from ..report.pipeline import compress_report_markdown
+    from ..report.pipeline import compress_report_markdown, plot_stages
     from ..runtime import benchmark
 
     b = recipe.bench
@@ -284,6 +284,7 @@ def build_report(out: Path, recipe: Recipe, state: dict) -> dict[str, Any]:
               "stages": state["stages"]}
     write_json(out / "report.json", _jsonable(report))
     atomic_write_text(out / "report.md", compress_report_markdown(report))
+    plot_stages(rows, out / "report.png", f"recipe {recipe.name}")
     return report
 
 

@@ -28,8 +28,38 @@ def compress_report_markdown(report: dict[str, Any]) -> str:
              f"thread(s), {report['bench']['rounds']} interleaved rounds (edgeslim.runtime.benchmark)",
              "- accuracy: measured with torch for PyTorch stages and with ONNX Runtime for file stages; "
              "MACs of file stages are those of the PyTorch model they were made from",
-             *[f"- warning: {w}" for w in report["warnings"]], ""]
+             *[f"- warning: {w}" for w in report["warnings"]], "", "![stages](report.png)", ""]
     return "\n".join(lines)
+
+
+def plot_stages(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Accuracy, file size and latency after each stage of a compression run (Agg backend)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .._io import atomic_write_bytes
+
+    names = [r["stage"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    panels = [("accuracy (%)", [100 * r["accuracy"] for r in rows]),
+              ("file size (KB)", [r["file_bytes"] / 1024 for r in rows]),
+              ("latency p50 (ms)", [r.get("p50_ms") or 0.0 for r in rows])]
+    for ax, (label, values) in zip(axes, panels):
+        ax.bar(range(len(rows)), values, color=["black"] + ["tab:blue"] * (len(rows) - 1))
+        ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=10)
+        if label.startswith("accuracy"):
+            ax.set_ylim(max(0.0, min(values) - 5), 100)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def pareto_markdown(rows: Sequence[dict[str, Any]], title: str = "Pareto front") -> str:
