@@ -1,6 +1,40 @@
-"""Quantization: static int8 through ONNX Runtime's QDQ tooling, and weight sharing."""
+"""Quantization that keeps accuracy: calibrated static int8 (QDQ ONNX through ONNX
+Runtime's tooling) with equalization, bias correction, sensitivity analysis and mixed
+precision; dynamic int8; quantization-aware training; weight sharing.
+
+The package itself is callable: ``edgeslim.quantize(model, config, calib_data=...)``
+is :func:`edgeslim.quantize.api.quantize`.
+"""
+import sys
+import types
+
+from .affine import QParams, qparams_for, qparams_from_range, sqnr_db
 from .ort_static import ArrayCalibrationReader, check_calibration_data, quantize_onnx_static
 from .weight_sharing import kmeans_codebook, reconstruct, share_weights
 
-__all__ = ["ArrayCalibrationReader", "check_calibration_data", "kmeans_codebook", "quantize_onnx_static",
-           "reconstruct", "share_weights"]
+
+def __getattr__(name: str):
+    # api pulls in torch-heavy pieces (export, train) lazily
+    if name in ("quantize", "QuantizeConfig", "QuantizeResult", "quantize_checkpoint"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "quantize_onnx_dynamic":
+        from .dynamic import quantize_onnx_dynamic
+
+        return quantize_onnx_dynamic
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        from .api import quantize
+
+        return quantize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["ArrayCalibrationReader", "QParams", "QuantizeConfig", "QuantizeResult", "check_calibration_data",
+           "kmeans_codebook", "qparams_for", "qparams_from_range", "quantize", "quantize_checkpoint",
+           "quantize_onnx_dynamic", "quantize_onnx_static", "reconstruct", "share_weights", "sqnr_db"]

@@ -6,8 +6,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
-
 from ..errors import ConfigError
 
 
@@ -40,27 +38,16 @@ def check_calibration_data(x: np.ndarray, input_shape: tuple[int, ...], min_samp
 
 
 def quantize_onnx_static(float_onnx: str | Path, out: str | Path, calib: np.ndarray,
-                         method: str = "minmax", per_channel: bool = True) -> Path:
-    """QDQ int8 model (int8 weights, uint8 activations) from a float ONNX model."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+                         method: str = "minmax", per_channel: bool = True, symmetric_activations: bool = False,
+                         nodes_to_exclude: list[str] | None = None) -> Path:
+    """QDQ int8 model (int8 weights, uint8 activations by default) from a float ONNX model,
+    with activation ranges from our calibrator ``method`` (minmax, percentile, entropy, mse)."""
+    from .static import StaticSettings, calibration_ranges, preprocess_onnx, quantize_with_ranges
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
-    if method not in methods:
-        raise ConfigError(f"calibration method {method!r} unknown; use one of {sorted(methods)}")
-    model = onnx.load(str(float_onnx))
-    input_name = model.graph.input[0].name
+    settings = StaticSettings(calibration=method, per_channel=per_channel,
+                              symmetric_activations=symmetric_activations,
+                              nodes_to_exclude=list(nodes_to_exclude or []))
     with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(float_onnx), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(out), ArrayCalibrationReader(input_name, calib),
-                        quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=methods[method])
-    # keep the edgeslim metadata (preprocessing, class names) on the quantized model
-    q = onnx.load(str(out))
-    for prop in model.metadata_props:
-        q.metadata_props.add().CopyFrom(prop)
-    onnx.save(q, str(out))
-    return Path(out)
+        pre = preprocess_onnx(float_onnx, Path(tmp) / "pre.onnx")
+        ranges = calibration_ranges(pre, calib, settings)
+        return quantize_with_ranges(pre, out, ranges, settings, metadata_from=float_onnx)

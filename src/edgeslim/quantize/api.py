@@ -1,0 +1,363 @@
+"""``edgeslim.quantize(model, config, calib_data=...)``: one entry point for static PTQ,
+dynamic int8, quantization-aware training and weight sharing. Each writes an artifact
+(QDQ / dynamic int8 ONNX, or the weight-shared float ONNX plus codebooks) and a summary:
+per-layer bits, scales and zero points, SQNR, which layers stayed float and why,
+accuracy against the float model, file sizes and a side-by-side speed check."""
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._io import write_json
+from ..data.datasets import Split
+from ..errors import ConfigError
+from .ort_static import check_calibration_data
+
+
+class QuantizeConfig(BaseModel):
+    """How to quantize. ``max_accuracy_drop`` is in points (0.5 = half a percentage point)."""
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["static", "dynamic", "qat", "weight_sharing"] = "static"
+    calibration: Literal["minmax", "percentile", "entropy", "mse"] = "mse"
+    percentile: float = Field(99.99, gt=50, le=100)
+    samples: int = Field(256, ge=8)
+    per_channel: bool = True
+    symmetric: bool = False  # symmetric int8 activations (S8S8) instead of asymmetric uint8 (U8S8)
+    equalize: bool = True
+    bias_correction: bool = True
+    max_accuracy_drop: float | None = Field(None, ge=0)
+    sensitivity: bool = True  # per-layer sensitivity when labelled evaluation data is given
+    sensitivity_samples: int = Field(512, ge=8)
+    exclude: list[str] = Field(default_factory=list)  # ONNX node names to keep float
+    epochs: int = Field(2, ge=0)  # QAT / centroid fine-tuning epochs
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(128, ge=1)
+    bits_conv: int = Field(4, ge=1, le=8)
+    bits_linear: int = Field(5, ge=1, le=8)
+    benchmark: bool = True  # time float vs quantized side by side (ONNX Runtime)
+    bench_batch: int = Field(1, ge=1)
+    threads: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+@dataclass
+class QuantizeResult:
+    artifact: Path  # the quantized .onnx
+    summary: dict[str, Any]
+    model: nn.Module | None = None  # the torch model after QAT / weight sharing
+    codebooks: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def _as_split(data, what: str) -> Split | None:
+    if data is None or isinstance(data, Split):
+        return data
+    if isinstance(data, np.ndarray):
+        return Split(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), torch.zeros(len(data)).long())
+    if isinstance(data, torch.Tensor):
+        return Split(data.float(), torch.zeros(len(data)).long())
+    raise ConfigError(f"{what}: expected a Split, a torch tensor or a numpy array, got {type(data).__name__}")
+
+
+def _resolve_model(model) -> tuple[nn.Module, dict]:
+    from ..models.checkpoint import Checkpoint, load_checkpoint
+
+    if isinstance(model, (str, Path)):
+        model = load_checkpoint(model)
+    if isinstance(model, Checkpoint):
+        return model.model, dict(model.meta)
+    if isinstance(model, nn.Module):
+        return model, {}
+    raise ConfigError(f"model: expected an nn.Module, a Checkpoint or a checkpoint folder, got {type(model).__name__}")
+
+
+def _calibration_x(split: Split, config: QuantizeConfig, input_shape: tuple[int, ...]) -> np.ndarray:
+    x = split.subset(config.samples, seed=config.seed).x.numpy()
+    check_calibration_data(x, input_shape)
+    return x
+
+
+def quantize(model, config: QuantizeConfig | dict | None = None, calib_data=None, eval_data: Split | None = None,
+             train_data: Split | None = None, out: str | Path | None = None,
+             input_shape: tuple[int, ...] | None = None, metadata: dict | None = None,
+             log: Callable[[str], None] = lambda s: None) -> QuantizeResult:
+    """Quantize ``model`` (nn.Module, Checkpoint or checkpoint folder) as ``config`` says.
+
+    calib_data: inputs for calibration (Split, tensor or array; ``config.samples`` are drawn).
+    eval_data: labelled data to measure accuracy, per-layer sensitivity and the
+        ``max_accuracy_drop`` budget (default: ``calib_data`` when it is a labelled Split).
+    train_data: training Split for QAT / centroid fine-tuning (default: ``calib_data``).
+    out: folder for ``model.onnx`` (the artifact), ``float.onnx`` and ``summary.json``.
+    """
+    config = config if isinstance(config, QuantizeConfig) else QuantizeConfig(**(config or {}))
+    torch_model, meta = _resolve_model(model)
+    calib = _as_split(calib_data, "calib_data")
+    if calib is None:
+        raise ConfigError("calib_data is required: representative inputs (256 or more samples)")
+    input_shape = tuple(input_shape or meta.get("input_shape") or calib.x.shape[1:])
+    eval_split = _as_split(eval_data, "eval_data")
+    if eval_split is None and isinstance(calib_data, Split):
+        eval_split = calib
+    train = train_data if train_data is not None else (calib_data if isinstance(calib_data, Split) else None)
+    out = Path(out) if out else Path(tempfile.mkdtemp(prefix="edgeslim-quantize-"))
+    out.mkdir(parents=True, exist_ok=True)
+    from ..export import export_onnx, onnx_metadata
+    from ..models.checkpoint import Checkpoint
+
+    onnx_meta = metadata if metadata is not None else (onnx_metadata(Checkpoint(torch_model, meta)) if meta else None)
+    t0 = time.perf_counter()
+    x_calib = _calibration_x(calib, config, input_shape)
+    float_onnx = export_onnx(torch_model, out / "float.onnx", input_shape, onnx_meta)
+    ctx = _Context(config, torch_model, input_shape, onnx_meta, x_calib, eval_split, train, out, float_onnx, log)
+    runner = {"static": _static, "dynamic": _dynamic, "qat": _qat, "weight_sharing": _weight_sharing}[config.method]
+    result = runner(ctx)
+    result.summary.update(_evaluate(ctx, result.artifact, result.summary))
+    result.summary["config"] = config.model_dump()
+    result.summary["seconds"] = time.perf_counter() - t0
+    write_json(out / "summary.json", result.summary)
+    for w in result.summary.get("warnings", []):
+        log(f"warning: {w}")
+    return result
+
+
+@dataclass
+class _Context:
+    config: QuantizeConfig
+    model: nn.Module
+    input_shape: tuple[int, ...]
+    metadata: dict | None
+    calib: np.ndarray
+    eval: Split | None
+    train: Split | None
+    out: Path
+    float_onnx: Path
+    log: Callable[[str], None]
+
+    @property
+    def labelled_eval(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.eval is None:
+            return None
+        return self.eval.x.numpy(), self.eval.y.numpy()
+
+
+def _settings(config: QuantizeConfig):
+    from .static import StaticSettings
+
+    return StaticSettings(calibration=config.calibration, per_channel=config.per_channel,
+                          symmetric_activations=config.symmetric, percentile=config.percentile,
+                          nodes_to_exclude=list(config.exclude))
+
+
+def _prepared_model(ctx: _Context) -> tuple[nn.Module, dict]:
+    """BN folded, equalized and bias-corrected copy of the model (the order of Nagel et al.)."""
+    from .prepare import correct_bias, equalize_cross_layer, fold_batchnorm
+
+    m = copy.deepcopy(ctx.model).eval()
+    info: dict[str, Any] = {"batchnorm_folded": fold_batchnorm(m)}
+    if ctx.config.equalize:
+        info["equalized_pairs"] = [list(p) for p in equalize_cross_layer(m)]
+    if ctx.config.bias_correction:
+        shifts = correct_bias(m, torch.from_numpy(ctx.calib), ctx.config.per_channel)
+        info["bias_correction_max_shift"] = shifts
+    return m, info
+
+
+def _static(ctx: _Context) -> QuantizeResult:
+    from ..export import export_onnx
+    from .static import (calibration_ranges, check_nodes_exist, layer_sensitivity, mixed_precision, onnx_logits,
+                         preprocess_onnx, quantize_with_ranges, summarize_qdq, weight_sqnr)
+
+    cfg, settings = ctx.config, _settings(ctx.config)
+    prepared, info = _prepared_model(ctx)
+    work = Path(tempfile.mkdtemp(prefix="q-", dir=ctx.out))
+    try:
+        prep_onnx = export_onnx(prepared, work / "prepared.onnx", ctx.input_shape, ctx.metadata)
+        pre = preprocess_onnx(prep_onnx, work / "pre.onnx")
+        check_nodes_exist(pre, settings.nodes_to_exclude)
+        ranges = calibration_ranges(pre, ctx.calib, settings)
+        artifact = ctx.out / "model.onnx"
+        ctx.log(f"static int8: {cfg.calibration} ranges for {len(ranges)} tensors")
+        quantize_with_ranges(pre, artifact, ranges, settings, metadata_from=ctx.float_onnx)
+        reasons = {n: "excluded by the user (config.exclude)" for n in settings.nodes_to_exclude}
+        sensitivity, trajectory = [], []
+        labelled = ctx.labelled_eval
+        if labelled is not None and (cfg.sensitivity or cfg.max_accuracy_drop is not None):
+            x, y = labelled
+            rng = np.random.default_rng(cfg.seed)
+            pick = rng.permutation(len(x))[:cfg.sensitivity_samples]
+            xs, ys = x[pick], y[pick]
+            ref = onnx_logits(ctx.float_onnx, xs, cfg.threads)
+            ctx.log(f"per-layer sensitivity on {len(xs)} samples")
+            sensitivity = layer_sensitivity(pre, ranges, settings, xs, ys, ref, work, cfg.threads)
+            if cfg.max_accuracy_drop is not None:
+                ref_full = onnx_logits(ctx.float_onnx, x, cfg.threads)
+                _, excluded, trajectory = mixed_precision(pre, artifact, ranges, settings, x, y, ref_full,
+                                                          sensitivity, cfg.max_accuracy_drop,
+                                                          threads=cfg.threads, log=ctx.log)
+                reasons.update(excluded)
+                from .static import copy_metadata
+                copy_metadata(ctx.float_onnx, artifact)
+        summary = summarize_qdq(artifact, reasons)
+        w_sqnr = weight_sqnr(__import__("onnx").load(str(pre)), cfg.per_channel)
+        sens = {r["layer"]: r for r in sensitivity}
+        for layer in summary["layers"]:
+            layer["weight_sqnr_db"] = w_sqnr.get(layer["layer"])
+            if layer["layer"] in sens:
+                s = sens[layer["layer"]]
+                layer.update(alone_logit_sqnr_db=s["sqnr_db"], alone_accuracy=s["accuracy"],
+                             alone_agreement=s["agreement"])
+        summary.update(info)
+        summary.update(sensitivity=sensitivity, mixed_precision=trajectory, method="static",
+                       calibration=cfg.calibration, tensor_ranges={k: list(v) for k, v in ranges.items()})
+        return QuantizeResult(artifact, summary)
+    finally:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _dynamic(ctx: _Context) -> QuantizeResult:
+    from .dynamic import quantize_onnx_dynamic, summarize_dynamic
+
+    artifact = quantize_onnx_dynamic(ctx.float_onnx, ctx.out / "model.onnx", ctx.config.per_channel)
+    return QuantizeResult(artifact, {"method": "dynamic", **summarize_dynamic(artifact)})
+
+
+def _qat(ctx: _Context) -> QuantizeResult:
+    import onnx
+
+    from ..export import export_onnx
+    from ..train import TrainConfig, fit
+    from .affine import qparams_from_range
+    from .calibrate import collect_stats, compute_ranges
+    from .prepare import fold_batchnorm
+    from .qat import finish_qat, prepare_qat, qat_tensor_ranges
+    from .static import preprocess_onnx, quantize_with_ranges, summarize_qdq
+
+    cfg = ctx.config
+    if ctx.train is None:
+        raise ConfigError("method=qat needs labelled training data: pass train_data= (or a labelled calib_data Split)")
+    m = copy.deepcopy(ctx.model).eval()
+    folded = fold_batchnorm(m)
+    prepare_qat(m, cfg.per_channel, cfg.symmetric)
+    ctx.log(f"QAT: {cfg.epochs} epoch(s) of fine-tuning with fake quantization")
+    history = fit(m, ctx.train, TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
+                                            schedule="constant"), progress=False, description="qat")
+    learned = finish_qat(m)
+    work = Path(tempfile.mkdtemp(prefix="q-", dir=ctx.out))
+    try:
+        pre = preprocess_onnx(export_onnx(m, work / "qat.onnx", ctx.input_shape, ctx.metadata), work / "pre.onnx")
+        pre_model = onnx.load(str(pre))
+        dtype = "int8" if cfg.symmetric else "uint8"
+        ranges = compute_ranges(collect_stats(pre_model, ctx.calib), "minmax", dtype=dtype, symmetric=cfg.symmetric)
+        qat_ranges = qat_tensor_ranges(m, pre_model, learned, pre_model.graph.output[0].name)
+        ranges.update(qat_ranges)
+        overrides = {}
+        for tensor, (lo, hi) in qat_ranges.items():
+            qp = qparams_from_range(lo, hi, dtype, cfg.symmetric)
+            zp_type = np.int8 if cfg.symmetric else np.uint8
+            overrides[tensor] = [{"scale": np.array(qp.scale, dtype=np.float32),
+                                  "zero_point": np.array(qp.zero_point, dtype=zp_type)}]
+        settings = _settings(cfg)
+        settings.tensor_overrides = overrides
+        artifact = quantize_with_ranges(pre, ctx.out / "model.onnx", ranges, settings, metadata_from=ctx.float_onnx)
+    finally:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+    summary = summarize_qdq(artifact)
+    summary.update(method="qat", batchnorm_folded=folded, qat_history=history,
+                   learned_ranges={k or "<output>": list(v) for k, v in learned.items()},
+                   tensors_with_learned_ranges=sorted(qat_ranges))
+    return QuantizeResult(artifact, summary, model=m)
+
+
+def _weight_sharing(ctx: _Context) -> QuantizeResult:
+    from ..export import export_onnx
+    from .affine import sqnr_db
+    from .weight_sharing import share_weights
+
+    cfg = ctx.config
+    if cfg.epochs and ctx.train is None:
+        raise ConfigError("centroid fine-tuning needs labelled training data: pass train_data= or set epochs=0")
+    m = copy.deepcopy(ctx.model).eval()
+    before = {n: p.detach().clone() for n, p in m.named_parameters() if n.endswith("weight")}
+    from ..train import TrainConfig
+
+    m, books = share_weights(m, {"conv": cfg.bits_conv, "linear": cfg.bits_linear}, data=ctx.train,
+                             finetune_epochs=cfg.epochs,
+                             train_config=TrainConfig(epochs=max(cfg.epochs, 1), lr=cfg.lr, batch_size=cfg.batch_size,
+                                                      seed=cfg.seed, schedule="constant"))
+    artifact = export_onnx(m, ctx.out / "model.onnx", ctx.input_shape, ctx.metadata)
+    np.savez(ctx.out / "codebooks.npz", **{f"{n}.codebook": b for n, (b, _) in books.items()},
+             **{f"{n}.indices": i for n, (_, i) in books.items()})
+    layers = []
+    for name, (book, idx) in books.items():
+        w = dict(m.named_modules())[name].weight.detach().numpy()
+        layers.append({"layer": name, "bits": int(np.ceil(np.log2(len(book)))), "codebook_size": len(book),
+                       "distinct_values": int(len(np.unique(w))),
+                       "weight_sqnr_db": sqnr_db(before[f"{name}.weight"].numpy(), w)})
+    return QuantizeResult(artifact, {"method": "weight_sharing", "layers": layers, "float_layers": [],
+                                     "codebooks": str(ctx.out / "codebooks.npz")}, model=m, codebooks=books)
+
+
+def _evaluate(ctx: _Context, artifact: Path, summary: dict) -> dict:
+    """Accuracy vs float on the evaluation data, file sizes, and a side-by-side speed check."""
+    from .static import accuracy, agreement, onnx_logits
+
+    cfg = ctx.config
+    res: dict[str, Any] = {"artifact": str(artifact), "float_onnx": str(ctx.float_onnx),
+                           "float_bytes": ctx.float_onnx.stat().st_size, "artifact_bytes": artifact.stat().st_size}
+    res["size_ratio"] = res["artifact_bytes"] / res["float_bytes"]
+    warnings = list(summary.get("warnings", []))
+    if summary.get("float_ops"):
+        kinds = sorted({f["op"] for f in summary["float_ops"]})
+        warnings.append(f"{len(summary['float_ops'])} op(s) run in float (no int8 kernel): {', '.join(kinds)}")
+    if ctx.eval is not None:
+        x, y = ctx.eval.x.numpy(), ctx.eval.y.numpy()
+        fl, q = onnx_logits(ctx.float_onnx, x, cfg.threads), onnx_logits(artifact, x, cfg.threads)
+        res.update(float_accuracy=accuracy(fl, y), accuracy=accuracy(q, y), agreement=agreement(fl, q))
+        res["accuracy_drop_points"] = 100 * (res["float_accuracy"] - res["accuracy"])
+        if cfg.max_accuracy_drop is not None and res["accuracy_drop_points"] > cfg.max_accuracy_drop:
+            warnings.append(f"accuracy drop {res['accuracy_drop_points']:.2f} points exceeds max_accuracy_drop="
+                            f"{cfg.max_accuracy_drop}")
+    if cfg.benchmark:
+        from ..runtime import benchmark
+
+        bench = benchmark([ctx.float_onnx, artifact], batch=cfg.bench_batch, threads=cfg.threads, rounds=10)
+        res["speed"] = {"batch": cfg.bench_batch, "float_p50_ms": bench[0]["p50_ms"],
+                        "quantized_p50_ms": bench[1]["p50_ms"], "speedup": bench[1]["speedup"]}
+        if bench[1]["speedup"] < 0.97:
+            warnings.append(f"the quantized model is not faster than float on this machine "
+                            f"({bench[1]['p50_ms']:.3f} ms vs {bench[0]['p50_ms']:.3f} ms at batch "
+                            f"{cfg.bench_batch}, {bench[1]['speedup']:.2f}x)")
+    res["warnings"] = warnings
+    return res
+
+
+def quantize_checkpoint(checkpoint: str | Path, config: QuantizeConfig, out: str | Path,
+                        data_dir: str | Path | None = None, log: Callable[[str], None] = lambda s: None
+                        ) -> QuantizeResult:
+    """The CLI path: the checkpoint's own data set gives calibration (train split),
+    evaluation (test split) and, for QAT / weight sharing, training data."""
+    from ..errors import DataError
+    from ..models.checkpoint import load_checkpoint
+    from ..train.api import load_data_for
+
+    ckpt = load_checkpoint(checkpoint)
+    dataset = ckpt.meta.get("dataset")
+    if not dataset:
+        raise DataError(f"{checkpoint}: model.json names no dataset; use the Python API with calib_data=")
+    arch = ckpt.meta.get("architecture", {}).get("name", "")
+    from ..models.registry import list_models
+    data = load_data_for(arch if arch in list_models() else None, dataset, data_dir)
+    if tuple(data.input_shape) != tuple(ckpt.input_shape):
+        raise DataError(f"data set {dataset} gives inputs {data.input_shape}, the model expects {ckpt.input_shape}")
+    return quantize(ckpt, config, calib_data=data.train, eval_data=data.test, train_data=data.train, out=out, log=log)
