@@ -144,7 +144,8 @@ def main() -> None:
         kd = kd_vs_labels(args.seeds, args.epochs, args.width, args.temperature, args.alpha)
         print_table(kd["rows"], title=f"Fashion-MNIST, teacher seed-cnn {kd['teacher_accuracy']:.4f} "
                                       f"({kd['teacher_params']:,} params), student {kd['student_params']:,} params")
-        payload["kd_vs_labels"] = {**kd, "command": " ".join(sys.argv)}
+        key = f"kd_vs_labels_e{args.epochs}_T{args.temperature:g}_a{args.alpha:g}"
+        payload[key] = {**kd, "command": " ".join(sys.argv)}
     if args.part == "sweep":
         sw = sweep([(1.0, 0.5), (2.0, 0.5), (4.0, 0.5), (2.0, 0.9)], args.epochs, args.width)
         print_table(sw["rows"], title="KD settings, seed 0")
@@ -167,7 +168,7 @@ def _previous_parts() -> dict:
     if not path.exists():
         return {}
     old = json.loads(path.read_text())
-    return {k: old[k] for k in ("kd_vs_labels", "sweep", "unlabeled_recovery") if k in old}
+    return {k: v for k, v in old.items() if k.startswith(("kd_vs_labels", "sweep", "unlabeled_recovery"))}
 
 
 if __name__ == "__main__":
