@@ -178,6 +178,50 @@ def prune_cmd(checkpoint: Path,
     console.print(rich_table(rows, title=f"prune {method} -> {out}"))
 
 # ---- quantize commands (issue 4) ----
+@app.command("quantize")
+def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="static | dynamic | qat | weight_sharing"),
+                 calibration: str = typer.Option("mse", help="minmax | percentile | entropy | mse"),
+                 samples: int = typer.Option(256, help="calibration samples"),
+                 per_channel: bool = typer.Option(True, "--per-channel/--per-tensor"),
+                 symmetric: bool = typer.Option(False, help="int8 activations instead of uint8"),
+                 equalize: bool = typer.Option(True, help="cross-layer equalization"),
+                 bias_correction: bool = typer.Option(True, help="empirical bias correction"),
+                 max_accuracy_drop: Optional[float] = typer.Option(None, help="points; keeps sensitive layers float"),
+                 epochs: int = typer.Option(2, help="QAT / centroid fine-tuning epochs"),
+                 bits_conv: int = typer.Option(4), bits_linear: int = typer.Option(5),
+                 threads: Optional[int] = None, data_dir: Optional[Path] = None,
+                 out: Path = typer.Option(..., help="folder for model.onnx and summary.json"),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """Quantize a checkpoint: static int8 (QDQ), dynamic int8, QAT, or weight sharing."""
+    from pydantic import ValidationError
+
+    from .errors import ConfigError
+    from .quantize.api import QuantizeConfig, quantize_checkpoint
+
+    try:
+        config = QuantizeConfig(method=method, calibration=calibration, samples=samples, per_channel=per_channel,
+                                symmetric=symmetric, equalize=equalize, bias_correction=bias_correction,
+                                max_accuracy_drop=max_accuracy_drop, epochs=epochs, bits_conv=bits_conv,
+                                bits_linear=bits_linear, threads=threads)
+    except ValidationError as e:
+        raise ConfigError("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())) from None
+    r = quantize_checkpoint(checkpoint, config, out, data_dir, log=lambda s: err.print(f"[cyan]{s}[/cyan]"))
+    s = r.summary
+    if as_json:
+        return _print_json({k: s.get(k) for k in ("artifact", "float_accuracy", "accuracy", "accuracy_drop_points",
+                                                   "agreement", "size_ratio", "speed", "float_layers", "warnings")})
+    console.print(f"wrote {r.artifact} ({s['artifact_bytes']:,} bytes, {s['size_ratio']:.0%} of float) and "
+                  f"{Path(out) / 'summary.json'}")
+    if "accuracy" in s:
+        console.print(f"accuracy {s['accuracy']:.4f} (float {s['float_accuracy']:.4f}, drop "
+                      f"{s['accuracy_drop_points']:.2f} points, agreement {s['agreement']:.4f})")
+    if "speed" in s:
+        console.print(f"speed: {s['speed']['speedup']:.2f}x float at batch {s['speed']['batch']}")
+    for f in s.get("float_layers", []):
+        console.print(f"float layer {f['layer']}: {f['reason']}")
+    for w in s.get("warnings", []):
+        err.print(f"[yellow]warning: {w}[/yellow]")
+
 
 # ---- distill / artifact commands (issue 5) ----
 

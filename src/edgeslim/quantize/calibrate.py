@@ -156,15 +156,17 @@ def _mse_range(s: TensorStats, dtype: str, symmetric: bool) -> tuple[float, floa
 
 
 def compute_ranges(stats: ActivationStats, method: str = "minmax", percentile: float = 99.99,
-                   dtype: str = "uint8", symmetric: bool = False) -> dict[str, tuple[float, float]]:
-    """One (rmin, rmax) per observed tensor, by ``method``."""
+                   dtype: str = "uint8", symmetric: bool = False, full_range: set[str] | frozenset = frozenset()
+                   ) -> dict[str, tuple[float, float]]:
+    """One (rmin, rmax) per observed tensor, by ``method``. Tensors in ``full_range`` (the
+    model's input and logits: clipping them only loses information) keep min-max."""
     if method not in METHODS:
         raise ConfigError(f"calibration method {method!r} unknown; use one of {list(METHODS)}")
     out = {}
     for name, s in stats.tensors.items():
         if not np.isfinite([s.lo, s.hi]).all():
             raise ConfigError(f"tensor {name!r} produced NaN or inf during calibration")
-        if method == "minmax" or s.hi <= s.lo:
+        if method == "minmax" or s.hi <= s.lo or name in full_range:
             out[name] = (s.lo, s.hi)
         elif method == "percentile":
             out[name] = _percentile_range(s, percentile)
@@ -173,6 +175,11 @@ def compute_ranges(stats: ActivationStats, method: str = "minmax", percentile: f
         else:
             out[name] = _mse_range(s, dtype, symmetric)
     return out
+
+
+def graph_io_names(model: onnx.ModelProto | str | Path) -> set[str]:
+    model = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    return {v.name for v in [*model.graph.input, *model.graph.output]}
 
 
 def write_calibration_table(ranges: dict[str, tuple[float, float]], path: str | Path) -> Path:

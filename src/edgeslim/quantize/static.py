@@ -19,7 +19,7 @@ import onnx
 
 from ..errors import ConfigError
 from .affine import QParams, qparams_for, sqnr_db
-from .calibrate import collect_stats, compute_ranges, write_calibration_table
+from .calibrate import collect_stats, compute_ranges, graph_io_names, write_calibration_table
 
 # Ops that carry weights: the "layers" of the summary and of mixed precision.
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
@@ -48,7 +48,8 @@ def calibration_ranges(pre_onnx: str | Path, calib: np.ndarray, settings: Static
                        ) -> dict[str, tuple[float, float]]:
     stats = collect_stats(pre_onnx, calib)
     dtype = "int8" if settings.symmetric_activations else "uint8"
-    return compute_ranges(stats, settings.calibration, settings.percentile, dtype, settings.symmetric_activations)
+    return compute_ranges(stats, settings.calibration, settings.percentile, dtype, settings.symmetric_activations,
+                          graph_io_names(pre_onnx))
 
 
 def quantize_with_ranges(pre_onnx: str | Path, out: str | Path, ranges: dict[str, tuple[float, float]],
