@@ -61,9 +61,10 @@ def criterion_rows(levels: list[float], epochs: int) -> list[dict]:
                 _, raw = edgeslim.prune(ckpt.model, data=data, criterion=criterion, sparsity=level)
                 _, ft = edgeslim.prune(ckpt.model, data=data, criterion=criterion, sparsity=level,
                                        finetune_epochs=epochs)
+                raw_acc, ft_acc = raw["after"]["accuracy"], ft["after"]["accuracy"]
                 rows.append({"model": name, "criterion": criterion, "sparsity": level, "dense_acc": dense,
-                             "oneshot_acc": raw["after"]["accuracy"], "oneshot_drop_pts": pts(dense, raw["after"]["accuracy"]),
-                             f"ft{epochs}_acc": ft["after"]["accuracy"], f"ft{epochs}_drop_pts": pts(dense, ft["after"]["accuracy"])})
+                             "oneshot_acc": raw_acc, "oneshot_drop_pts": pts(dense, raw_acc),
+                             f"ft{epochs}_acc": ft_acc, f"ft{epochs}_drop_pts": pts(dense, ft_acc)})
                 print(rows[-1], flush=True)
     return rows
 
@@ -183,11 +184,14 @@ def sensitivity_rows() -> list[dict]:
              "planned@95%": round(plan[n], 3)} for n, v in sens["layers"].items()]
 
 
+PARTS = ("structured", "targets", "criteria", "sensitivity", "efficientnet")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help="short fine-tuning, 95%% only, no criterion sweep fine-tuning, no EfficientNet")
-    ap.add_argument("--parts", default="structured,targets,criteria,sensitivity,efficientnet",
+    ap.add_argument("--parts", default=",".join(PARTS),
                     help="comma-separated parts to run (results of other parts are kept from prune.json)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
@@ -195,9 +199,7 @@ def main() -> None:
         parts.discard("efficientnet")
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-prune-"))
-    previous = RESULTS / "prune.json"
-    payload: dict = json.loads(previous.read_text()) if previous.exists() and not args.quick else {}
-    payload.pop("machine", None)
+    payload: dict = {}
     payload["command"] = "python benchmarks/bench_prune.py" + (" --quick" if args.quick else "")
     epochs = {k: max(2, v // 4) for k, v in TARGET_EPOCHS.items()} if args.quick else TARGET_EPOCHS
     if "structured" in parts:
@@ -211,9 +213,12 @@ def main() -> None:
         payload["sensitivity"] = sensitivity_rows()
     if "efficientnet" in parts:
         payload["efficientnet"] = efficientnet_row(work)
-    payload.setdefault("seconds", {})
-    payload["seconds"] = {**(payload["seconds"] if isinstance(payload["seconds"], dict) else {}),
-                          ",".join(sorted(parts)): round(time.perf_counter() - t0)}
+    # merge with the parts measured by earlier runs (read now: runs may have queued on the lock)
+    previous = RESULTS / "prune.json"
+    old = json.loads(previous.read_text()) if previous.exists() and not args.quick else {}
+    old = {k: v for k, v in old.items() if k in PARTS}
+    seconds = old.get("seconds") if isinstance(old.get("seconds"), dict) else {}
+    payload = {**old, **payload, "seconds": {**seconds, ",".join(sorted(parts)): round(time.perf_counter() - t0)}}
     save_results("prune", payload)
     write_markdown(payload)
 
@@ -253,7 +258,8 @@ def write_markdown(p: dict) -> None:
                   "conv widths off the 8/16 channel blocking save little), the rest by bisection. "
                   "`uniform-gradual` (lenet-5): MACs removed in 4 cubic steps with fine-tuning between them. "
                   "All are fine-tuned (8 epochs seed-cnn, 12 lenet-5) with distillation from the dense "
-                  "model (`edgeslim.distill.kd_loss_fn`, T=4, alpha=0.9) as `finetune_loss_fn`. Dense and both pruned models are timed in "
+                  "model (`edgeslim.distill.kd_loss_fn`, T=4, alpha=0.9) as `finetune_loss_fn`. "
+                  "Dense and both pruned models are timed in "
                   "one interleaved `edgeslim.runtime.benchmark` run; `channels` lists output channels per "
                   "conv/linear layer.", "", markdown_table(p["structured"], STRUCTURED_COLS), ""]
     if "efficientnet" in p:

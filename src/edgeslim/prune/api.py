@@ -208,7 +208,8 @@ def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[i
                 loss_fn: LossFn | None, progress: bool) -> tuple[nn.Module, dict]:
     train, _ = _splits(data)
     kwargs = dict(importance=config.structured_importance, layers=config.layers, exclude=config.exclude,
-                  scope=config.effective_scope, data=train, loss_fn=loss_fn, calibration_batches=config.calibration_batches,
+                  scope=config.effective_scope, data=train, loss_fn=loss_fn,
+                  calibration_batches=config.calibration_batches,
                   batch_size=config.calibration_batch_size, round_to=config.round_to,
                   layer_ratios=config.layer_sparsity)
     macs0 = count_macs(model, shape)
