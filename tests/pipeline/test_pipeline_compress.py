@@ -15,7 +15,7 @@ TINY = {
     "stages": [
         {"type": "prune", "method": "unstructured", "sparsity": 0.6, "finetune_epochs": 1},
         {"type": "share_weights", "conv_bits": 5, "linear_bits": 5, "finetune_epochs": 1, "max_steps": 3},
-        {"type": "quantize", "calibration_samples": 32},
+        {"type": "quantize", "samples": 32, "sensitivity": False},
     ],
 }
 
@@ -115,7 +115,7 @@ def test_cli_recipes_and_compress(tmp_path, digits_checkpoint):
     assert r.exit_code == 0 and all(n in r.output for n in ("smallest", "fastest", "balanced"))
     recipe = tmp_path / "r.yaml"
     recipe.write_text("max_accuracy_drop: 100\nbench: {rounds: 2, warmup: 0}\nstages:\n"
-                      "  - {type: prune, method: structured, sparsity: 0.25}\n  - {type: quantize, calibration_samples: 16}\n")
+                      "  - {type: prune, method: structured, sparsity: 0.25}\n  - {type: quantize, samples: 16}\n")
     r = runner.invoke(app, ["compress", str(ckpt), "--recipe", str(recipe), "--out", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output
     assert "02-quantize" in r.output and (tmp_path / "c/report.md").exists()

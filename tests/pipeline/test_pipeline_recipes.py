@@ -40,7 +40,7 @@ def test_recipe_from_yaml_file(tmp_path):
     ({"stages": [{"type": "quantize"}, {"type": "distill"}]}, "stages[1]: 'distill' works on the PyTorch model"),
     ({"stages": [{"type": "squeeze"}]}, "stages[0]: unknown stage type 'squeeze'"),
     ({"stages": [{"type": "share_weights", "conv_bits": 9}]}, "stages[0].conv_bits: must be <= 8"),
-    ({"stages": [{"type": "quantize", "calibration_method": "magic"}]}, "stages[0].calibration_method"),
+    ({"stages": [{"type": "quantize", "calibration": "magic"}]}, "stages[0].calibration"),
     ({"max_accuracy_drop": -1, "stages": [{"type": "export"}]}, "max_accuracy_drop: must be >= 0"),
     ({"stages": []}, "stages:"),
     ({"stages": [{"type": "export", "format": "tflite"}]}, "stages[0].format"),

@@ -139,7 +139,7 @@ def recipe_for(params: dict[str, Any], cfg: SearchConfig, name: str = "trial") -
                        "linear_bits": params["share_bits"], "finetune_epochs": min(cfg.finetune_epochs, 1),
                        "max_steps": cfg.max_steps})
     if params["bits"] == 8:
-        stages.append({"type": "quantize", "calibration_samples": cfg.calibration_samples})
+        stages.append({"type": "quantize", "samples": cfg.calibration_samples, "sensitivity": False})
     else:
         stages.append({"type": "export", "format": "onnx"})
     return {"name": name, "description": f"search trial {name}", "max_accuracy_drop": cfg.max_accuracy_drop,

@@ -102,4 +102,4 @@ def demo_recipe(sparsity: float, finetune_epochs: int, calibration_samples: int)
             "max_accuracy_drop": 1.0,
             "stages": [{"type": "prune", "method": "unstructured", "sparsity": sparsity, "scope": "global",
                         "finetune_epochs": finetune_epochs, "finetune_lr": 5e-4, "distill": True},
-                       {"type": "quantize", "calibration_samples": calibration_samples}]}
+                       {"type": "quantize", "samples": calibration_samples}]}

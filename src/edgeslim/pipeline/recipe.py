@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import ConfigError
 from ..prune import PruneConfig
+from ..quantize.api import QuantizeConfig
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 TORCH_STAGES = ("prune", "distill", "share_weights")
@@ -91,16 +92,22 @@ class ShareWeightsStage(_Strict):
         return ", ".join(f"{k} {b} bits" for k, b in self.bits().items())
 
 
-class QuantizeStage(_Strict):
-    """Static int8 quantization (QDQ) with ONNX Runtime, calibrated on training images."""
+class QuantizeStage(QuantizeConfig):
+    """Every ``edgeslim.quantize`` setting (``QuantizeConfig``: method static / dynamic / qat /
+    weight_sharing, calibration, samples, equalization, bias correction, mixed precision...).
+    The output is an ONNX file, so no PyTorch stage may follow."""
     type: Literal["quantize"]
-    method: Literal["static"] = "static"
-    calibration_samples: int = Field(512, ge=8)
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    per_channel: bool = True
+    benchmark: bool = False  # the pipeline report times every stage side by side already
+
+    def quantize_config(self) -> QuantizeConfig:
+        return QuantizeConfig(**self.model_dump(exclude={"type"}))
 
     def summary(self) -> str:
-        return f"int8 {self.method}, {self.calibration_samples} calibration images ({self.calibration_method})"
+        if self.method == "weight_sharing":
+            return f"weight sharing conv {self.bits_conv} / linear {self.bits_linear} bits"
+        if self.method == "dynamic":
+            return "int8 dynamic"
+        return f"int8 {self.method}, {self.samples} calibration samples ({self.calibration})"
 
 
 class ExportStage(_Strict):

@@ -98,14 +98,16 @@ def export_float_onnx(model: nn.Module, path: Path, ctx: StageContext) -> Path:
 
 
 def run_quantize(stage: QuantizeStage, state: ModelState, ctx: StageContext) -> ModelState:
-    from ..quantize import quantize_onnx_static
+    """``edgeslim.quantize`` on the torch model; calibration (and, for QAT, training) on the
+    training split, never on the test split the report measures."""
+    from ..export import onnx_metadata
+    from ..quantize import quantize
 
-    float_onnx = export_float_onnx(state.model, ctx.stage_dir / "float.onnx", ctx)
-    calib = ctx.data.train.subset(stage.calibration_samples, seed=ctx.seed + 1).x.numpy()
-    out = quantize_onnx_static(float_onnx, ctx.stage_dir / DEPLOY_FILE, calib, method=stage.calibration_method,
-                               per_channel=stage.per_channel)
-    float_onnx.unlink()
-    return ModelState(path=out, info={"calibration_samples": len(calib)})
+    res = quantize(state.model, stage.quantize_config(), calib_data=ctx.data.train, out=ctx.stage_dir,
+                   input_shape=ctx.input_shape, metadata=onnx_metadata(Checkpoint(state.model, ctx.meta)))
+    (ctx.stage_dir / "float.onnx").unlink(missing_ok=True)  # the previous stage holds the float model
+    keep = ("layers", "float_layers", "warnings", "mixed_precision", "accuracy_drop_points")
+    return ModelState(path=Path(res.artifact), info={k: res.summary[k] for k in keep if k in res.summary})
 
 
 def run_export(stage: ExportStage, state: ModelState, ctx: StageContext) -> ModelState:
