@@ -353,8 +353,9 @@ def search_cmd(checkpoint: Path, out: Path = typer.Option(..., help="folder for 
                data_dir: Optional[Path] = None, as_json: bool = typer.Option(False, "--json")) -> None:
     """Accuracy-aware search (Optuna, multi-objective: size, latency, accuracy); Pareto table + PNG."""
     from .pipeline import search
-    from .pipeline.autotune import PARETO_COLUMNS, load_search_config
+    from .pipeline.autotune import load_search_config
     from .report import rich_table
+    from .report.pipeline import PARETO_COLUMNS
 
     cfg = load_search_config(config, max_steps=max_steps, train_samples=train_samples, eval_samples=eval_samples)
     r = search(checkpoint, out, max_accuracy_drop, trials, storage=storage, study_name=study_name,

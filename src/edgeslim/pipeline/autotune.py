@@ -30,7 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .._io import write_json
 from ..errors import ConfigError, EdgeslimError
-from ..report.pipeline import PARETO_COLUMNS  # noqa: F401  (re-exported for the CLI)
 
 STUDY_DB = "study.db"
 OBJECTIVES = ("size_bytes", "p50_ms", "accuracy")
