@@ -140,3 +140,16 @@ def test_width_student_of_any_module_uses_structured_pruning():
     assert teacher[0].out_channels == 16  # the teacher is untouched
     with pytest.raises(ConfigError, match="width"):
         width_student(teacher, 0.0, input_shape=(1, 8, 8))
+
+
+def test_recalibrate_batchnorm_matches_the_data_statistics():
+    from edgeslim.distill import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4, momentum=0.01)).eval()
+    x = torch.randn(64, 3, 4, 4) * 3 + 2
+    recalibrate_batchnorm(model, x, batch_size=16)
+    with torch.no_grad():
+        feats = model[0](x)
+    assert torch.allclose(model[1].running_mean, feats.mean((0, 2, 3)), atol=1e-4)
+    assert model[1].momentum == 0.01 and not model.training  # settings restored

@@ -43,6 +43,7 @@ class DistillConfig(BaseModel):
     hint_weight: float = Field(1.0, ge=0)
     unlabeled: bool = False
     augmentation: Literal["none", "shift_flip", "crop_flip"] = "shift_flip"
+    recalibrate_bn: bool = False  # re-estimate batch-norm statistics on the data before and after training
     seed: int = 0
     max_steps: int | None = Field(None, ge=1)
 
@@ -85,6 +86,31 @@ class StudentWithAdapters(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.student(x)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 50) -> nn.Module:
+    """Re-estimate every batch-norm layer's running mean and variance on ``x`` (a cumulative
+    average over one pass). After structured pruning the old statistics no longer match
+    the layer outputs, and models ported from TensorFlow (EfficientNet-Lite: momentum
+    0.01) would need thousands of training steps to forget them."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model
+    saved = [(m, m.momentum) for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch counts equally
+    model.train()
+    try:
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size])
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        model.train(was_training)
+    return model
 
 
 def _freeze(teacher: nn.Module) -> nn.Module:
@@ -184,12 +210,16 @@ def distill(student: nn.Module, teacher: nn.Module, data: Split, config: Distill
     augment = crop_flip if config.augmentation == "crop_flip" else None
     loss = KDLoss(teacher, config.temperature, config.alpha, config.unlabeled, config.hint_layers,
                   config.hint_weight, augment, config.seed)
+    if config.recalibrate_bn:
+        recalibrate_batchnorm(student, data.x)
     trainable = loss.attach(student, data.x[:2])
     try:
         history = fit(trainable, data, config.train_config(), loss_fn=loss, val=val, progress=progress,
                       description="distill")
     finally:
         loss.detach()
+    if config.recalibrate_bn:
+        recalibrate_batchnorm(student, data.x)
     student.eval()
     return history
 
