@@ -37,7 +37,7 @@ UNSTRUCTURED_MODELS = ("seed-cnn", "lenet-300-100")
 STRUCTURED_MODELS = ("seed-cnn", "lenet-5")
 # fine-tuning epochs for the >= 95% target runs (an MLP epoch costs a tenth of a CNN epoch)
 TARGET_EPOCHS = {"seed-cnn": 8, "lenet-300-100": 20}
-STRUCTURED_EPOCHS = {"seed-cnn": 8, "lenet-5": 12}
+STRUCTURED_EPOCHS = {"seed-cnn": 8, "lenet-5": 30}
 # Channel ratios for ONNX Runtime's CPU kernels: the full-resolution first conv costs more
 # time than its MACs say, and conv channel counts off ORT's blocking (8/16) save little.
 # (lenet-5 is so small that ORT's per-call overhead dominates: no channel split measured
@@ -103,11 +103,12 @@ def kd_from(model):
     return kd_loss_fn(copy.deepcopy(model), temperature=4.0, alpha=0.9)
 
 
-def structured_rows(target: float, epochs: dict[str, int], work: Path) -> list[dict]:
+def structured_rows(target: float, epochs: dict[str, int], work: Path,
+                    models: list[str] | tuple[str, ...] = STRUCTURED_MODELS) -> list[dict]:
     """Uniform channel ratio vs first-conv-heavy ratios, both to <= target MACs; dense and
     both pruned models timed side by side in one ONNX Runtime benchmark at batch 64."""
     rows = []
-    for name in STRUCTURED_MODELS:
+    for name in models:
         ckpt, _ = baseline(name)
         data = load_data_for(name, "fashion-mnist")
         meta = onnx_metadata(ckpt)
@@ -192,33 +193,39 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="short fine-tuning, 95%% only, no criterion sweep fine-tuning, no EfficientNet")
     ap.add_argument("--parts", default=",".join(PARTS),
-                    help="comma-separated parts to run (results of other parts are kept from prune.json)")
+                    help="comma-separated parts to run, in this order (other parts are kept from prune.json)")
+    ap.add_argument("--structured-models", default=",".join(STRUCTURED_MODELS))
     args = ap.parse_args()
-    parts = set(args.parts.split(","))
-    if args.quick:
-        parts.discard("efficientnet")
-    t0 = time.perf_counter()
+    parts = [p for p in args.parts.split(",") if p and not (args.quick and p == "efficientnet")]
     work = Path(tempfile.mkdtemp(prefix="bench-prune-"))
-    payload: dict = {}
-    payload["command"] = "python benchmarks/bench_prune.py" + (" --quick" if args.quick else "")
     epochs = {k: max(2, v // 4) for k, v in TARGET_EPOCHS.items()} if args.quick else TARGET_EPOCHS
-    if "structured" in parts:
-        payload["structured"] = structured_rows(0.35, {k: 2 for k in STRUCTURED_EPOCHS} if args.quick
-                                                else STRUCTURED_EPOCHS, work)
-    if "targets" in parts:
-        payload["targets"] = target_rows(0.95, epochs)
-    if "criteria" in parts:
-        payload["criteria"] = criterion_rows([0.95] if args.quick else [0.9, 0.95, 0.98], 1)
-    if "sensitivity" in parts:
-        payload["sensitivity"] = sensitivity_rows()
-    if "efficientnet" in parts:
-        payload["efficientnet"] = efficientnet_row(work)
-    # merge with the parts measured by earlier runs (read now: runs may have queued on the lock)
+    s_models = args.structured_models.split(",")
+    s_epochs = {k: 2 for k in STRUCTURED_EPOCHS} if args.quick else STRUCTURED_EPOCHS
+    runners = {
+        "structured": lambda: structured_rows(0.35, s_epochs, work, s_models),
+        "targets": lambda: target_rows(0.95, epochs),
+        "criteria": lambda: criterion_rows([0.95] if args.quick else [0.9, 0.95, 0.98], 1),
+        "sensitivity": sensitivity_rows,
+        "efficientnet": lambda: efficientnet_row(work),
+    }
+    for part in parts:
+        t0 = time.perf_counter()
+        result = runners[part]()
+        save_part(part, result, round(time.perf_counter() - t0), args.quick)
+
+
+def save_part(part: str, result, seconds: int, quick: bool) -> None:
+    """Merge one part into prune.json right away (read now: other runs may have written it)."""
     previous = RESULTS / "prune.json"
-    old = json.loads(previous.read_text()) if previous.exists() and not args.quick else {}
-    old = {k: v for k, v in old.items() if k in PARTS}
-    seconds = old.get("seconds") if isinstance(old.get("seconds"), dict) else {}
-    payload = {**old, **payload, "seconds": {**seconds, ",".join(sorted(parts)): round(time.perf_counter() - t0)}}
+    old = json.loads(previous.read_text()) if previous.exists() and not quick else {}
+    payload = {k: v for k, v in old.items() if k in PARTS}
+    if part == "structured" and isinstance(old.get("structured"), list):  # rerun models replace their rows
+        rerun = {r["model"] for r in result}
+        result = [r for r in old["structured"] if r["model"] not in rerun] + result
+        result.sort(key=lambda r: STRUCTURED_MODELS.index(r["model"]))
+    payload[part] = result
+    payload["seconds"] = {**(old.get("seconds") if isinstance(old.get("seconds"), dict) else {}), part: seconds}
+    payload["command"] = "python benchmarks/bench_prune.py" + (" --quick" if quick else "")
     save_results("prune", payload)
     write_markdown(payload)
 
@@ -257,7 +264,7 @@ def write_markdown(p: dict) -> None:
                   "ONNX Runtime's CPU kernels (the full-resolution first conv costs more time than its MACs say; "
                   "conv widths off the 8/16 channel blocking save little), the rest by bisection. "
                   "`uniform-gradual` (lenet-5): MACs removed in 4 cubic steps with fine-tuning between them. "
-                  "All are fine-tuned (8 epochs seed-cnn, 12 lenet-5) with distillation from the dense "
+                  "All are fine-tuned (8 epochs seed-cnn, 30 lenet-5) with distillation from the dense "
                   "model (`edgeslim.distill.kd_loss_fn`, T=4, alpha=0.9) as `finetune_loss_fn`. "
                   "Dense and both pruned models are timed in "
                   "one interleaved `edgeslim.runtime.benchmark` run; `channels` lists output channels per "
