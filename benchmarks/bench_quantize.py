@@ -185,42 +185,50 @@ def fmt(rows, cols=None):
     return markdown_table(rows, cols)
 
 
+PARTS = {"seed_cnn": (seed_cnn, "seed-cnn Fashion-MNIST (10,000 test images)"),
+         "efficientnet_lite0": (efficientnet, "EfficientNet-Lite0, 200 ImageNet samples"),
+         "lenet_dynamic": (lenet_dynamic, "lenet-300-100 dynamic int8"),
+         "weight_sharing": (weight_sharing, "weight sharing seed-cnn")}
+
+
 def main() -> None:
+    """Runs every part; results are saved after each one, so a partial run keeps what it measured."""
     t0 = time.perf_counter()
+    payload: dict = {"threads": THREADS}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        seed = seed_cnn(work)
-        print_table(seed["rows"], title="seed-cnn Fashion-MNIST (10,000 test images)")
-        print_table(seed["speed_variants"], title="seed-cnn int8 configurations (speed)")
-        eff = efficientnet(work)
-        print_table(eff["rows"], title="EfficientNet-Lite0, 200 ImageNet samples")
-        lenet = lenet_dynamic(work)
-        print_table(lenet["rows"], title="lenet-300-100 dynamic int8")
-        ws = weight_sharing(work)
-        print_table(ws["rows"], title="weight sharing seed-cnn")
-    seed.pop("bench")
-    payload = {"seed_cnn": seed, "efficientnet_lite0": eff, "lenet_dynamic": lenet, "weight_sharing": ws,
-               "threads": THREADS, "seconds": time.perf_counter() - t0}
-    path = save_results("quantize", payload)
+        for key, (fn, title) in PARTS.items():
+            part = fn(Path(tmp))
+            part.pop("bench", None)
+            print_table(part["rows"], title=title)
+            if "speed_variants" in part:
+                print_table(part["speed_variants"], title="seed-cnn int8 configurations (speed)")
+            payload[key] = part
+            payload["seconds"] = time.perf_counter() - t0
+            path = save_results("quantize", payload)
+            write_markdown(payload)
     print(f"wrote {path} ({payload['seconds']:.0f} s)")
-    write_markdown(payload)
 
 
 def write_markdown(p: dict) -> None:
     from edgeslim._io import atomic_write_text
 
-    seed_rows = [{k: v for k, v in r.items() if k != "seconds"} for r in p["seed_cnn"]["rows"]]
     md = ["# Quantization results (issue 4)", "",
           "Produced by `flock /tmp/edgeslim-cpu.lock .venv/bin/python benchmarks/bench_quantize.py` on a 2-core "
           f"CPU (ONNX Runtime, {p['threads']} threads). Machine shared with other jobs: timings are noisy; every "
-          "speed comparison is interleaved side by side.", "",
-          "## seed-cnn, Fashion-MNIST (10,000 test images)", "", fmt(seed_rows), "",
-          "## seed-cnn: int8 configurations compared for speed", "", fmt(p["seed_cnn"]["speed_variants"]), "",
-          "## EfficientNet-Lite0, 200 ImageNet sample photos (calibrate on half A, evaluate on half B and all 200; "
-          "batch 1, 2 threads)", "", fmt(p["efficientnet_lite0"]["rows"]), "",
-          f"Layers kept float by mixed precision: {p['efficientnet_lite0']['float_layers'] or 'none'}", "",
-          "## lenet-300-100, dynamic int8 (10,000 test images)", "", fmt(p["lenet_dynamic"]["rows"]), "",
-          "## Weight sharing, seed-cnn, 4 bits conv / 5 bits fc", "", fmt(p["weight_sharing"]["rows"]), ""]
+          "speed comparison is interleaved side by side.", ""]
+    if "seed_cnn" in p:
+        seed_rows = [{k: v for k, v in r.items() if k != "seconds"} for r in p["seed_cnn"]["rows"]]
+        md += ["## seed-cnn, Fashion-MNIST (10,000 test images)", "", fmt(seed_rows), "",
+               "## seed-cnn: int8 configurations compared for speed", "", fmt(p["seed_cnn"]["speed_variants"]), ""]
+    if "efficientnet_lite0" in p:
+        e = p["efficientnet_lite0"]
+        md += ["## EfficientNet-Lite0, 200 ImageNet sample photos (calibrate on half A, evaluate on half B and "
+               "all 200; batch 1, 2 threads)", "", fmt(e["rows"]), "",
+               f"Layers kept float by mixed precision: {e['float_layers'] or 'none'}", ""]
+    if "lenet_dynamic" in p:
+        md += ["## lenet-300-100, dynamic int8 (10,000 test images)", "", fmt(p["lenet_dynamic"]["rows"]), ""]
+    if "weight_sharing" in p:
+        md += ["## Weight sharing, seed-cnn, 4 bits conv / 5 bits fc", "", fmt(p["weight_sharing"]["rows"]), ""]
     atomic_write_text(RESULTS / "quantize.md", "\n".join(md))
 
 
