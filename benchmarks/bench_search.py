@@ -26,11 +26,14 @@ SEARCH = {"finetune_epochs": 1, "distill_epochs": 2, "train_samples": 12000, "ev
                     "kd_temperature": [1.0, 8.0], "share_bits": [0, 4, 6], "bits": [32, 8]}}
 
 
-def run_recipes(folder: Path) -> dict:
+def run_recipes(folder: Path, names: list[str], previous: dict | None = None) -> dict:
+    """Run ``names``; results of other recipes from an earlier run (``previous``) are kept."""
     from edgeslim.pipeline import compress
 
-    rows, reports = [], {}
-    for name in RECIPES:
+    previous = previous or {"summary": [], "recipes": {}}
+    rows = [r for r in previous["summary"] if r["recipe"] not in names]
+    reports = {k: v for k, v in previous["recipes"].items() if k not in names}
+    for name in names:
         out = RUNS / name
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
@@ -44,7 +47,9 @@ def run_recipes(folder: Path) -> dict:
                      "speedup": final["speedup"], "seconds": time.perf_counter() - t0})
         reports[name] = {"rows": rep["rows"], "warnings": rep["warnings"], "budget": rep["budget"]}
         print_table(rep["rows"], STAGE_COLUMNS, title=f"recipe {name}")
-    base = reports[RECIPES[0]]["rows"][0]
+    rows.sort(key=lambda r: RECIPES.index(r["recipe"]))
+    reports = {k: reports[k] for k in RECIPES if k in reports}
+    base = next(iter(reports.values()))["rows"][0]
     return {"baseline": {k: base[k] for k in ("accuracy", "file_bytes", "zstd_bytes", "macs", "p50_ms")},
             "summary": rows, "recipes": reports}
 
@@ -107,13 +112,14 @@ def main() -> None:
     ap.add_argument("--part", choices=["all", "recipes", "search"], default="all")
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated subset to (re)run")
     args = ap.parse_args()
     _, folder = baseline("seed-cnn", "fashion-mnist", epochs=10, seed=0)
     previous = RESULTS / "pipeline.json"
     payload = {k: v for k, v in (json.loads(previous.read_text()).items() if previous.exists() else [])
                if k in ("recipes", "search")}
     if args.part in ("all", "recipes"):
-        payload["recipes"] = run_recipes(folder)
+        payload["recipes"] = run_recipes(folder, args.recipes.split(","), payload.get("recipes"))
         print_table(payload["recipes"]["summary"], SUMMARY_COLUMNS, title="built-in recipes on seed-cnn")
         write(payload)  # keep the recipe results even if the search is interrupted
     if args.part in ("all", "search"):
