@@ -36,14 +36,15 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
           dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, digits, or an image folder"),
           epochs: int = typer.Option(10, min=0), batch_size: int = typer.Option(128, min=1),
           lr: float = typer.Option(2e-3), seed: int = typer.Option(0),
-          augment: Optional[bool] = typer.Option(None, help="random shifts and flips (default: on; off for digits)"),
+          hflip: Optional[bool] = typer.Option(None, help="random horizontal flips (default: on; off for digits)"),
+          shift: bool = typer.Option(False, help="random 2-pixel shifts"),
           data_dir: Optional[Path] = typer.Option(None, help="folder with the data set files"),
           out: Path = typer.Option(..., help="checkpoint folder to write")) -> None:
     """Train a model and write a checkpoint folder (weights.safetensors + model.json)."""
     from .train import train_model
     from .train.api import default_train_config
 
-    aug = {} if augment is None else {"augment": augment, "hflip": augment}
+    aug = {"augment": shift} if hflip is None else {"augment": shift, "hflip": hflip}
     config = default_train_config(dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **aug)
     ckpt = train_model(model, dataset, config, out=out, data_dir=data_dir)
     m = ckpt.meta["metrics"]
