@@ -36,7 +36,7 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
           dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, digits, or an image folder"),
           epochs: int = typer.Option(10, min=0), batch_size: int = typer.Option(128, min=1),
           lr: float = typer.Option(2e-3), seed: int = typer.Option(0),
-          hflip: Optional[bool] = typer.Option(None, help="random horizontal flips (default: on; off for digits)"),
+          hflip: bool = typer.Option(False, help="random horizontal flips"),
           shift: bool = typer.Option(False, help="random 2-pixel shifts"),
           data_dir: Optional[Path] = typer.Option(None, help="folder with the data set files"),
           out: Path = typer.Option(..., help="checkpoint folder to write")) -> None:
@@ -44,7 +44,7 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
     from .train import train_model
     from .train.api import default_train_config
 
-    aug = {"augment": shift} if hflip is None else {"augment": shift, "hflip": hflip}
+    aug = {"augment": shift, "hflip": hflip}
     config = default_train_config(dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **aug)
     ckpt = train_model(model, dataset, config, out=out, data_dir=data_dir)
     m = ckpt.meta["metrics"]
