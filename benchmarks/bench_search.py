@@ -40,7 +40,7 @@ def run_recipes(folder: Path, names: list[str], previous: dict | None = None) ->
         rep = compress(folder, name, out, check_budget=False, progress=False)
         base, final = rep["baseline"], rep["final"]
         rows.append({"recipe": name, "accuracy": final["accuracy"], "drop_points": final["drop_points"],
-                     "budget": rep["budget"]["max_accuracy_drop"], "within_budget": not rep["budget"]["exceeded"],
+                     "budget": rep["budget"]["max_accuracy_drop"], "within_budget": "no" if rep["budget"]["exceeded"] else "yes",
                      "file_bytes": final["file_bytes"], "size_reduction": rep["size_reduction"],
                      "zstd_size_reduction": rep["zstd_size_reduction"], "macs": final["macs"],
                      "macs_reduction": base["macs"] / final["macs"], "p50_ms": final["p50_ms"],
