@@ -47,6 +47,9 @@ def run_recipes(folder: Path, names: list[str], previous: dict | None = None) ->
                      "speedup": final["speedup"], "seconds": time.perf_counter() - t0})
         reports[name] = {"rows": rep["rows"], "warnings": rep["warnings"], "budget": rep["budget"]}
         print_table(rep["rows"], STAGE_COLUMNS, title=f"recipe {name}")
+    for r in rows:  # rows kept from a run before the yes/no column
+        if isinstance(r["within_budget"], bool):
+            r["within_budget"] = "yes" if r["within_budget"] else "no"
     rows.sort(key=lambda r: RECIPES.index(r["recipe"]))
     reports = {k: reports[k] for k in RECIPES if k in reports}
     base = next(iter(reports.values()))["rows"][0]
