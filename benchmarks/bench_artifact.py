@@ -21,10 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, baseline, print_table, save_results  # noqa: E402
 
 TARGETS = {"seed-cnn": 50.0, "lenet-300-100": 40.0}
-SETTINGS = {  # sparsity, bits per layer kind, pruning fine-tune epochs, excluded layers, centroid fine-tune epochs
-    "seed-cnn": {"sparsity": 0.94, "bits": {"conv": 5, "linear": 4}, "epochs": 10, "exclude": ["features.0"],
-                 "share_epochs": 2},
-    "lenet-300-100": {"sparsity": 0.94, "bits": {"linear": 4}, "epochs": 30, "exclude": [], "share_epochs": 2},
+SETTINGS = {  # sparsity, bits per layer kind, recovery epochs, KD alpha, excluded layers, centroid fine-tune epochs
+    "seed-cnn": {"sparsity": 0.94, "bits": {"conv": 5, "linear": 4}, "epochs": 10, "kd_alpha": 0.7,
+                 "exclude": ["features.0"], "share_epochs": 2},
+    "lenet-300-100": {"sparsity": 0.93, "bits": {"linear": 4}, "epochs": 40, "kd_alpha": 0.5, "exclude": [],
+                      "share_epochs": 2},
 }
 
 
@@ -35,7 +36,7 @@ def ort_accuracy(path: Path, test) -> float:
     return evaluate_split(load_model(path).predict, test)["accuracy"]
 
 
-def compress_model(name: str, settings: dict, out: Path, alpha: float = 0.7, log=print) -> dict:
+def compress_model(name: str, settings: dict, out: Path, log=print) -> dict:
     from edgeslim.distill import kd_loss_fn
     from edgeslim.evaluate import count_nonzero_params, count_params, evaluate_split
     from edgeslim.export import export_onnx, onnx_metadata
@@ -60,7 +61,8 @@ def compress_model(name: str, settings: dict, out: Path, alpha: float = 0.7, log
     t0 = time.perf_counter()
     cfg = PruneConfig(method="unstructured", sparsity=settings["sparsity"], schedule="gradual",
                       finetune_epochs=settings["epochs"], finetune_lr=1e-3, exclude=settings["exclude"])
-    pruned, summary = prune(teacher, cfg, data, loss_fn=kd_loss_fn(teacher, temperature=4.0, alpha=alpha))
+    recovery_loss = kd_loss_fn(teacher, temperature=4.0, alpha=settings["kd_alpha"])
+    pruned, summary = prune(teacher, cfg, data, loss_fn=recovery_loss)
     prune_s = time.perf_counter() - t0
     pruned_acc = evaluate_split(pruned, data.test)["accuracy"]
     log(f"{name}: pruned to {summary['after'].get('weight_sparsity', settings['sparsity']):.3f} sparsity "
@@ -100,7 +102,7 @@ def compress_model(name: str, settings: dict, out: Path, alpha: float = 0.7, log
     return {"rows": rows, "tensors": report["tensors"], "dense_accuracy": dense_acc, "eslim_accuracy": eslim_acc,
             "accuracy_drop_points": 100 * (dense_acc - eslim_acc), "ratio": ratio, "target_ratio": TARGETS[name],
             "meets_target": ratio >= TARGETS[name] and 100 * (dense_acc - eslim_acc) <= 0.5,
-            "settings": {**settings, "kd_alpha": alpha, "kd_temperature": 4.0},
+            "settings": {**settings, "kd_temperature": 4.0},
             "params": count_params(shared), "nonzero_params": count_nonzero_params(shared),
             "prune_seconds": prune_s, "share_seconds": share_s, "eslim_bytes": report["bytes"],
             "manifest_bytes": report["manifest_bytes"], "graph_bytes": report["graph_bytes"]}
@@ -111,7 +113,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(SETTINGS))
     ap.add_argument("--sparsity", type=float, default=None)
     ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--alpha", type=float, default=0.7, help="KD weight of the soft targets during recovery")
+    ap.add_argument("--alpha", type=float, default=None, help="KD weight of the soft targets during recovery")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-artifact")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite artifact.md from artifact.json")
     args = ap.parse_args()
@@ -125,7 +127,9 @@ def main() -> None:
             settings["sparsity"] = args.sparsity
         if args.epochs is not None:
             settings["epochs"] = args.epochs
-        results[name] = {**compress_model(name, settings, args.out / name, args.alpha), "command": " ".join(sys.argv)}
+        if args.alpha is not None:
+            settings["kd_alpha"] = args.alpha
+        results[name] = {**compress_model(name, settings, args.out / name), "command": " ".join(sys.argv)}
         r = results[name]
         print_table(r["rows"], title=f"{name}: {r['ratio']:.1f}x smaller, accuracy drop "
                                      f"{r['accuracy_drop_points']:.2f} points (target {r['target_ratio']:.0f}x, "
@@ -163,6 +167,20 @@ def write_markdown(results: dict) -> Path:
                   markdown_table(r["rows"], ["stage", "bytes", "ratio", "accuracy", "measured_with"]), "",
                   "Per tensor (final file):", "",
                   markdown_table(r["tensors"], ["name", "shape", "encoding", "gap_bits", "coders", "bytes"]), ""]
+    lines += ["## Notes", "",
+              "- Sizes include everything in the file: the container's fixed 79 bytes (magic, lengths, manifest digest, whole-file digest; +64 when signed), the zstd-compressed "
+              "manifest (model name, input spec, class names, preprocessing, metrics, per-tensor encodings, "
+              "sha256 of every part) and the weight-less ONNX graph.",
+              "- Huffman vs zstd: both coders are run on every integer stream (gaps, codebook indices); the "
+              "'best' row keeps the smaller per stream. zstd wins on the large fully connected layers by 0.3-2%, "
+              "Huffman on the small ones; float streams (codebooks, biases) can only be raw or zstd, so the "
+              "Huffman row leaves them raw. 'best' can be a few bytes above 'zstd' because the manifest names "
+              "the coder per stream.",
+              "- The encoding is lossless (float32 values, exact codebooks): the accuracy of the `.eslim` in "
+              "ONNX Runtime equals the torch accuracy of the weight-shared model.",
+              "- lenet-300-100 ends above its dense baseline because its recovery ran 40 more epochs than the "
+              "10-epoch baseline got (an under-trained dense model); the size target is what this row "
+              "demonstrates, not an accuracy gain from compression.", ""]
     return atomic_write_text(RESULTS / "artifact.md", "\n".join(lines) + "\n")
 
 
