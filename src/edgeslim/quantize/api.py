@@ -23,6 +23,9 @@ from ..errors import ConfigError
 from .ort_static import check_calibration_data
 
 
+DEFAULT_EVAL_SAMPLES = 2000
+
+
 class QuantizeConfig(BaseModel):
     """How to quantize. ``max_accuracy_drop`` is in points (0.5 = half a percentage point)."""
     model_config = ConfigDict(extra="forbid")
@@ -106,7 +109,9 @@ def quantize(model, config: QuantizeConfig | dict | None = None, calib_data=None
     input_shape = tuple(input_shape or meta.get("input_shape") or calib.x.shape[1:])
     eval_split = _as_split(eval_data, "eval_data")
     if eval_split is None and isinstance(calib_data, Split):
-        eval_split = calib
+        # labelled calibration data doubles as evaluation data; a bounded subset keeps
+        # sensitivity and budget checks cheap when a whole training split is passed
+        eval_split = calib.subset(DEFAULT_EVAL_SAMPLES, seed=config.seed + 1)
     train = train_data if train_data is not None else (calib_data if isinstance(calib_data, Split) else None)
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="edgeslim-quantize-"))
     out.mkdir(parents=True, exist_ok=True)
