@@ -162,7 +162,7 @@ def main() -> None:
         un = unlabeled_recovery(args.enet_epochs, args.enet_lr, args.enet_temperature, 0.75)
         print_table(un["rows"], title=f"EfficientNet-Lite0, 25% structured MAC pruning, unlabeled recovery "
                                       f"({un['seconds']:.0f} s)")
-        payload["unlabeled_recovery"] = {**un, "command": " ".join(sys.argv)}
+        payload[f"unlabeled_recovery_e{args.enet_epochs}_lr{args.enet_lr:g}"] = {**un, "command": " ".join(sys.argv)}
     merged = {**_previous_parts(), **payload}
     save_results("distill", merged)
     write_markdown(merged)
@@ -196,7 +196,7 @@ def write_markdown(results: dict) -> Path:
         bn = ", no batch-norm recalibration" if key.endswith("first_try") else \
             ", batch-norm statistics re-estimated before and after"
         lines += [f"## EfficientNet-Lite0: 25% structured MAC pruning, recovery from unlabeled photos"
-                  f"{' (first try)' if key.endswith('first_try') else ''}", "",
+                  f"{' (first try)' if key.endswith('first_try') else ''}: {r['epochs']} epochs, lr {r['lr']:g}", "",
                   f"Command: `flock /tmp/edgeslim-cpu.lock .venv/bin/python {r.get('command', '')}`", "",
                   f"MACs {r['macs_before']:,} -> {r['macs_after']:,}, params {r['params_before']:,} -> "
                   f"{r['params_after']:,} (channel ratio {r['channel_ratio']:.3f}). Recovery: {r['epochs']} epochs "
