@@ -13,8 +13,7 @@ import edgeslim.quantize as Q
 from edgeslim.errors import ConfigError
 from edgeslim.quantize.calibrate import collect_stats, compute_ranges
 from edgeslim.quantize.prepare import correct_bias, equalize_cross_layer, fold_batchnorm
-from edgeslim.quantize.static import (StaticSettings, mixed_precision, onnx_logits, preprocess_onnx,
-                                      quantize_with_ranges, summarize_qdq)
+from edgeslim.quantize.static import StaticSettings, mixed_precision, onnx_logits, preprocess_onnx, summarize_qdq
 
 
 def _acc(path, split):
