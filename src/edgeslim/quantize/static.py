@@ -195,8 +195,16 @@ def layer_sensitivity(pre_onnx: Path, ranges: dict, settings: StaticSettings, x:
     logits' SQNR against float (dB), accuracy and agreement with float."""
     rows = []
     model = onnx.load(str(pre_onnx))
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
     for node in weighted_nodes(model):
-        single = StaticSettings(**{**settings.__dict__, "nodes_to_quantize": [node.name], "nodes_to_exclude": []})
+        # the layer's own ReLU/Clip goes with it: in the full model ORT folds it into the
+        # layer's output range, and without it the output would get the wider pre-activation range
+        acts = [c.name for c in consumers.get(node.output[0], []) if c.op_type in ("Relu", "Clip")]
+        single = StaticSettings(**{**settings.__dict__, "nodes_to_quantize": [node.name, *acts],
+                                   "nodes_to_exclude": []})
         path = quantize_with_ranges(pre_onnx, workdir / "single.onnx", ranges, single)
         logits = onnx_logits(path, x, threads)
         rows.append({"layer": node.name, "op": node.op_type, "sqnr_db": sqnr_db(ref_logits, logits),
