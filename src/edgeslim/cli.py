@@ -219,9 +219,7 @@ def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="st
     if "speed" in s:
         console.print(f"speed: {s['speed']['speedup']:.2f}x float at batch {s['speed']['batch']}")
     for f in s.get("float_layers", []):
-        console.print(f"float layer {f['layer']}: {f['reason']}")
-    for w in s.get("warnings", []):
-        err.print(f"[yellow]warning: {w}[/yellow]")
+        console.print(f"float layer {f['layer']}: {f['reason']}")  # warnings were already logged
 
 
 # ---- distill / artifact commands (issue 5) ----

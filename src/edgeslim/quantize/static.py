@@ -230,16 +230,26 @@ def mixed_precision(pre_onnx: Path, out: Path, ranges: dict, settings: StaticSet
     limit = max(1, int(len(order) * max_float_fraction))
     excluded: dict[str, str] = {}
     trajectory = []
-    for step in range(limit + 1):
-        current = StaticSettings(**{**settings.__dict__,
-                                    "nodes_to_exclude": [*settings.nodes_to_exclude, *excluded]})
+    best: tuple[float, dict[str, str]] = (float("inf"), {})
+
+    def build(exclude: dict[str, str]) -> None:
+        current = StaticSettings(**{**settings.__dict__, "nodes_to_exclude": [*settings.nodes_to_exclude, *exclude]})
         quantize_with_ranges(pre_onnx, out, ranges, current)
+
+    for step in range(limit + 1):
+        build(excluded)
         drop = _drop_points(ref_logits, onnx_logits(out, x, threads), y)
         trajectory.append({"float_layers": len(excluded), "drop_points": drop})
         log(f"mixed precision: {len(excluded)} layer(s) float -> drop {drop:.2f} points")
+        if drop < best[0]:
+            best = (drop, dict(excluded))
         if drop <= max_drop or step == limit:
             if drop > max_drop:
-                log(f"warning: accuracy budget {max_drop} not met with {len(excluded)} float layers")
+                log(f"warning: accuracy budget {max_drop} not met with up to {len(excluded)} float layers "
+                    f"(cap {max_float_fraction:.0%} of layers); keeping the best ({best[0]:.2f} points)")
+                if best[1] != excluded:
+                    build(best[1])
+                excluded = best[1]
             return out, excluded, trajectory
         r = order[step]
         excluded[r["layer"]] = (f"most sensitive #{step + 1}: {r['sqnr_db']:.1f} dB logit SQNR when quantized "
