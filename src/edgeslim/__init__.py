@@ -27,12 +27,20 @@ _LAZY = {
 }
 
 
+# Sub-packages load on first use; `edgeslim.prune(...)` and `edgeslim.quantize(...)` are callable
+# packages (one verb, one config object), so they work right after `import edgeslim`.
+_SUBPACKAGES = {"data", "models", "train", "prune", "quantize", "distill", "pipeline", "evaluate", "export",
+                "runtime", "edge", "serve", "report"}
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"edgeslim.{name}")
     raise AttributeError(f"module 'edgeslim' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted([*globals(), *_LAZY, *_SUBPACKAGES])
