@@ -41,11 +41,9 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
           data_dir: Optional[Path] = typer.Option(None, help="folder with the data set files"),
           out: Path = typer.Option(..., help="checkpoint folder to write")) -> None:
     """Train a model and write a checkpoint folder (weights.safetensors + model.json)."""
-    from .train import train_model
-    from .train.api import default_train_config
+    from .train import TrainConfig, train_model
 
-    aug = {"augment": shift, "hflip": hflip}
-    config = default_train_config(dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **aug)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=shift, hflip=hflip)
     ckpt = train_model(model, dataset, config, out=out, data_dir=data_dir)
     m = ckpt.meta["metrics"]
     console.print(f"test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} "

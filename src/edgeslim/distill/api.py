@@ -58,6 +58,7 @@ class DistillConfig(BaseModel):
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, augment=self.augmentation == "shift_flip",
+                           hflip=self.augmentation == "shift_flip",
                            seed=self.seed, max_steps=self.max_steps)
 
 

@@ -27,10 +27,10 @@ class TrainConfig(BaseModel):
     optimizer: str = Field("adamw", pattern="^(adamw|sgd)$")
     schedule: str = Field("cosine", pattern="^(cosine|constant)$")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    # Measured on Fashion-MNIST (10 epochs, seed 0): without augmentation seed-cnn reached 92.10%,
-    # lenet-5 90.57%, lenet-300-100 89.81%; with flips + 2-pixel shifts 91.31% / 89.52% / 86.92%.
-    augment: bool = False  # random shifts of up to 2 pixels
-    hflip: bool = False  # random horizontal flips (plausible for clothes, wrong for digits or text)
+    # Fine-tuning stages (pruning, QAT, weight sharing, distillation) use these defaults. Training
+    # from scratch (`train_model`, `edgeslim train`) defaults to no augmentation: see SCRATCH_TRAINING.
+    augment: bool = True  # random shifts of up to 2 pixels
+    hflip: bool = True  # random horizontal flips (plausible for clothes, wrong for digits or text)
     seed: int = 0
     max_steps: int | None = Field(None, ge=1)
 
