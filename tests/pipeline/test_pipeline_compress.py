@@ -127,3 +127,21 @@ def test_cli_recipes_and_compress(tmp_path, digits_checkpoint):
     bad.write_text("stages:\n  - {type: prune, sparsity: 1.5}\n")
     r = runner.invoke(app, ["compress", str(ckpt), "--recipe", str(bad), "--out", str(tmp_path / "d")])
     assert r.exit_code != 0 and "stages[0].sparsity" in str(r.exception)
+
+
+def test_keep_float_if_slower_ships_the_measured_faster_model(tmp_path, digits_checkpoint):
+    """The decision follows the side-by-side measurement: float kept (and said so) when int8 is
+    slower, the int8 QDQ model otherwise."""
+    import onnx
+
+    ckpt, _ = digits_checkpoint
+    recipe = {**TINY, "stages": [{"type": "quantize", "samples": 32, "sensitivity": False,
+                                  "keep_float_if_slower": True}]}
+    rep = compress(ckpt, recipe, tmp_path / "k", progress=False)
+    info = rep["stages"][0]["info"]
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "k/stages/01-quantize/model.onnx")).graph.node}
+    if info["int8_vs_float_speedup"] < 1.0:
+        assert "QuantizeLinear" not in ops and "float model is kept" in info["decision"]
+        assert any("float model is kept" in w for w in rep["warnings"])
+    else:
+        assert "QuantizeLinear" in ops and "decision" not in info

@@ -193,7 +193,7 @@ def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: s
         con.rule(f"[bold cyan][{i + 1}/{n}] {stage.type}[/bold cyan]: {stage.summary()}")
         if on_stage:
             on_stage(i, stage.type)
-        ctx = StageContext(bundle, teacher, original.meta, recipe.seed, progress, stage_dir)
+        ctx = StageContext(bundle, teacher, original.meta, recipe.seed, progress, stage_dir, recipe.bench)
         t0 = time.perf_counter()
         current = RUNNERS[stage.type](stage, current, ctx)
         record = {"stage": stage.type, **stage.model_dump(mode="json", exclude={"type"})}
@@ -268,7 +268,7 @@ def build_report(out: Path, recipe: Recipe, state: dict) -> dict[str, Any]:
         rows.append(_row(e["dir"], e["summary"], e["metrics"], base, latency.get(e["dir"])))
     _finish_speedups(rows)
     final = rows[-1]
-    warnings = []
+    warnings = [f"{e['dir']}: {e['info']['decision']}" for e in state["stages"] if e.get("info", {}).get("decision")]
     if len(rows) > 1 and final.get("speedup") is not None and final["speedup"] < FASTER_MARGIN:
         warnings.append(f"the compressed model is not faster than the original: p50 {final['p50_ms']:.3f} ms vs "
                         f"{rows[0]['p50_ms']:.3f} ms at batch {b.batch} ({final['speedup']:.2f}x, a gain under "

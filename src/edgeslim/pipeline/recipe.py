@@ -98,16 +98,19 @@ class QuantizeStage(QuantizeConfig):
     The output is an ONNX file, so no PyTorch stage may follow."""
     type: Literal["quantize"]
     benchmark: bool = False  # the pipeline report times every stage side by side already
+    # time int8 against float with the recipe's latency settings and ship the faster one
+    keep_float_if_slower: bool = False
 
     def quantize_config(self) -> QuantizeConfig:
-        return QuantizeConfig(**self.model_dump(exclude={"type"}))
+        return QuantizeConfig(**self.model_dump(exclude={"type", "keep_float_if_slower"}))
 
     def summary(self) -> str:
         if self.method == "weight_sharing":
             return f"weight sharing conv {self.bits_conv} / linear {self.bits_linear} bits"
         if self.method == "dynamic":
             return "int8 dynamic"
-        return f"int8 {self.method}, {self.samples} calibration samples ({self.calibration})"
+        text = f"int8 {self.method}, {self.samples} calibration samples ({self.calibration})"
+        return text + (", float kept if int8 is slower" if self.keep_float_if_slower else "")
 
 
 class ExportStage(_Strict):

@@ -27,6 +27,7 @@ class StageContext:
     seed: int
     progress: bool
     stage_dir: Path
+    bench: Any = None  # the recipe's BenchSettings: how "faster" is measured
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -107,7 +108,30 @@ def run_quantize(stage: QuantizeStage, state: ModelState, ctx: StageContext) -> 
                    input_shape=ctx.input_shape, metadata=onnx_metadata(Checkpoint(state.model, ctx.meta)))
     (ctx.stage_dir / "float.onnx").unlink(missing_ok=True)  # the previous stage holds the float model
     keep = ("layers", "float_layers", "warnings", "mixed_precision", "accuracy_drop_points")
-    return ModelState(path=Path(res.artifact), info={k: res.summary[k] for k in keep if k in res.summary})
+    info = {k: res.summary[k] for k in keep if k in res.summary}
+    if stage.keep_float_if_slower:
+        return _faster_of_float_and_int8(state.model, Path(res.artifact), info, ctx)
+    return ModelState(path=Path(res.artifact), info=info)
+
+
+def _faster_of_float_and_int8(model: nn.Module, int8: Path, info: dict, ctx: StageContext) -> ModelState:
+    """Time the float and int8 models side by side (the recipe's latency settings) and keep the
+    faster: on small models ONNX Runtime's int8 kernels can lose to float32 on a CPU."""
+    from ..runtime import benchmark
+    from .recipe import BenchSettings
+
+    b = ctx.bench or BenchSettings()
+    candidate = export_float_onnx(model, ctx.stage_dir / "float-candidate.onnx", ctx)
+    res = benchmark([candidate, int8], batch=b.batch, threads=b.threads, rounds=b.rounds, warmup=b.warmup)
+    speedup = res[1]["speedup"]
+    info["int8_vs_float_speedup"] = speedup
+    if speedup >= 1.0:
+        candidate.unlink()
+        return ModelState(path=int8, info=info)
+    info["decision"] = (f"int8 ran at {speedup:.2f}x the float model's speed (batch {b.batch}, {b.threads} "
+                        "thread(s)), so the float model is kept (keep_float_if_slower)")
+    int8.unlink()
+    return ModelState(path=candidate, info=info)
 
 
 def run_export(stage: ExportStage, state: ModelState, ctx: StageContext) -> ModelState:
