@@ -185,8 +185,6 @@ def plot_plans(plans: list[Plan], path: str | Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .._io import atomic_write_bytes
-
     labels = [o.label.replace("split@", "") for o in plans[0].options]
     x = np.arange(len(labels))
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(8, 0.28 * len(labels) + 4), 8), sharex=True)
@@ -203,9 +201,6 @@ def plot_plans(plans: list[Plan], path: str | Path, title: str = "") -> Path:
     ax2.set_ylabel("bytes sent by the device")
     ax2.set_xticks(x, labels, rotation=90, fontsize=7)
     fig.tight_layout()
-    import io
+    from ..report.figures import save_figure
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_figure(fig, path)

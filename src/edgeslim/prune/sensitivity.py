@@ -81,9 +81,6 @@ def plot_sensitivity(sensitivity: dict, path: str | Path, title: str = "Sensitiv
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .._io import atomic_write_bytes
-    import io
-
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for name, v in sensitivity["layers"].items():
         ax.plot(sensitivity["levels"], v["accuracy"], marker="o", label=f"{name} ({v['params']:,} w)")
@@ -94,7 +91,6 @@ def plot_sensitivity(sensitivity: dict, path: str | Path, title: str = "Sensitiv
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    from ..report.figures import save_figure
+
+    return save_figure(fig, path, dpi=100)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from .figures import save_figure
 from .tables import markdown_table
 
 REPORT_COLUMNS = ["stage", "what", "accuracy", "drop_points", "evaluated_with", "file_bytes", "zstd_bytes",
@@ -34,14 +35,12 @@ def compress_report_markdown(report: dict[str, Any]) -> str:
 
 def plot_stages(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Accuracy, file size and latency after each stage of a compression run (Agg backend)."""
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .._io import atomic_write_bytes
 
     names = [r["stage"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
@@ -56,10 +55,7 @@ def plot_stages(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "
             ax.set_ylim(max(0.0, min(values) - 5), 100)
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_figure(fig, path, dpi=100)
 
 
 def pareto_markdown(rows: Sequence[dict[str, Any]], title: str = "Pareto front") -> str:
@@ -75,7 +71,6 @@ def plot_pareto(rows: Sequence[dict[str, Any]], pareto_ids: set[int], path: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .._io import atomic_write_bytes
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, label in ((axes[0], "size_bytes", "deployable size (KB, zstd)"),
@@ -97,12 +92,7 @@ def plot_pareto(rows: Sequence[dict[str, Any]], pareto_ids: set[int], path: str 
     axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_figure(fig, path)
 
 
 def _group(row: dict[str, Any], pareto_ids: set[int]) -> str:
