@@ -7,6 +7,7 @@ takes about an hour on 2 cores; `--only` runs a subset, `--collect-only` just re
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -32,7 +33,8 @@ def collect() -> Path:
     for _, _, md in SCRIPTS:
         f = HERE / "results" / md
         if f.exists():
-            text = f.read_text().strip()
+            # figures sit beside the results files; BENCHMARKS.md is two folders up
+            text = re.sub(r"\]\((?!http)([^)/]+\.png)\)", r"](benchmarks/results/\1)", f.read_text().strip())
             # demote headings one level so each results file is a section of this document
             parts.append("\n".join("#" + line if line.startswith("#") else line for line in text.splitlines()))
     out = ROOT / "BENCHMARKS.md"
