@@ -130,7 +130,10 @@ def _load_stage(entry: dict, out: Path) -> ModelState:
 def _console(progress: bool, console):
     from rich.console import Console
 
-    return console or Console(quiet=not progress)
+    import sys
+
+    # wide enough for the stage table when output goes to a file or a CI log
+    return console or Console(quiet=not progress, width=None if sys.stdout.isatty() else 160)
 
 
 def _start_state(out: Path, recipe: Recipe, source, meta, resume: bool, console) -> tuple[dict, Checkpoint]:
