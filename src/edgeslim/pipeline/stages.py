@@ -130,8 +130,8 @@ def _faster_of_float_and_int8(model: nn.Module, int8: Path, info: dict, ctx: Sta
         return ModelState(path=int8, info=info)
     info["decision"] = (f"int8 ran at {speedup:.2f}x the float model's speed (batch {b.batch}, {b.threads} "
                         "thread(s)), so the float model is kept (keep_float_if_slower)")
-    int8.unlink()
-    return ModelState(path=candidate, info=info)
+    candidate.replace(int8)  # the stage's deployable file keeps its usual name
+    return ModelState(path=int8, info=info)
 
 
 def run_export(stage: ExportStage, state: ModelState, ctx: StageContext) -> ModelState:
