@@ -189,6 +189,17 @@ def load_image_folder(root: str | Path, preprocess: Preprocess | None = None, si
     return bundle_from_pixels(root.name, px[train], y[train], px[test], y[test], classes, preprocess=spec)
 
 
+def load_dataset_for(meta: dict, dataset: str | None = None, data_dir: str | Path | None = None,
+                     default: str | None = None) -> DataBundle:
+    """The data set a checkpoint was trained on (``dataset`` overrides it), padded as its recorded
+    preprocessing says, so evaluation inputs match the model's input shape."""
+    name = dataset or meta.get("dataset") or default
+    if not name:
+        raise DataError("the checkpoint does not record its data set; name the data set to use")
+    pad = (meta.get("preprocess") or {}).get("pad_to")
+    return load_dataset(name, data_dir, pad_to=pad[0] if pad else None)
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, pad_to: int | None = None) -> DataBundle:
     """Load a data set by name: ``fashion-mnist``, ``digits``, or a path to an image folder.
     Images smaller than ``pad_to`` are zero-padded to it (Fashion-MNIST 28 -> 32)."""

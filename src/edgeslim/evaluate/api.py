@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.datasets import load_dataset
+from ..data.datasets import load_dataset_for
 from ..models.checkpoint import WEIGHTS, load_checkpoint
 from .metrics import evaluate_split
 from .size import file_bytes, size_report
@@ -13,11 +13,9 @@ def evaluate_checkpoint(folder: str | Path, dataset: str | None = None, data_dir
                         limit: int | None = None) -> dict:
     """Test-set accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes."""
     ckpt = load_checkpoint(folder)
-    name = dataset or ckpt.meta.get("dataset", "fashion-mnist")
-    pad = ckpt.preprocess.pad_to[0] if ckpt.preprocess.pad_to else None
-    data = load_dataset(name, data_dir, pad_to=pad)
+    data = load_dataset_for(ckpt.meta, dataset, data_dir, default="fashion-mnist")
     test = data.test.subset(limit) if limit else data.test
-    result = {"checkpoint": str(folder), "dataset": name, **evaluate_split(ckpt.model, test),
+    result = {"checkpoint": str(folder), "dataset": data.name, **evaluate_split(ckpt.model, test),
               **size_report(ckpt.model, ckpt.input_shape),
               "bytes": file_bytes(Path(folder) / WEIGHTS), "class_names": ckpt.class_names}
     return result

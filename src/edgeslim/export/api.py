@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.datasets import load_dataset
+from ..data.datasets import load_dataset_for
 from ..errors import ConfigError
 from ..models.checkpoint import Checkpoint, load_checkpoint
 from .onnx_export import export_onnx, parity
@@ -32,9 +32,8 @@ def export_checkpoint(folder: str | Path, out: str | Path | None = None, fmt: st
 def _parity_inputs(ckpt: Checkpoint, n: int, data_dir):
     import torch
 
-    name = ckpt.meta.get("dataset")
     try:
-        pad = ckpt.preprocess.pad_to[0] if ckpt.preprocess.pad_to else None
-        return load_dataset(name, data_dir, pad_to=pad).test.x[:n], f"{name} test images"
+        data = load_dataset_for(ckpt.meta, data_dir=data_dir)
+        return data.test.x[:n], f"{data.name} test images"
     except Exception:  # no data here: random inputs still catch export bugs
         return torch.randn(n, *ckpt.input_shape), "random inputs"

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from .._io import atomic_write_bytes
 
-METADATA_KEY = "edgeslim"
+from ..runtime.runner import METADATA_KEY  # one key, read by the torch-free runtime
 OPSET = 17
 
 

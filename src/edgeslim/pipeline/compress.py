@@ -69,14 +69,12 @@ def _source_checkpoint(source: str | Path | Checkpoint | nn.Module, meta: dict |
 
 
 def _load_data(meta: dict, recipe: Recipe, data_dir: str | Path | None, data=None):
-    from ..data.datasets import DataBundle, Split, load_dataset
+    from ..data.datasets import DataBundle, Split, load_dataset_for
 
     if data is None:
-        name = recipe.dataset or meta.get("dataset")
-        if not name:
+        if not (recipe.dataset or meta.get("dataset")):
             raise ConfigError("the checkpoint does not record its data set; set 'dataset' in the recipe")
-        pad = (meta.get("preprocess") or {}).get("pad_to")
-        data = load_dataset(name, data_dir, pad_to=pad[0] if pad else None)
+        data = load_dataset_for(meta, recipe.dataset, data_dir)
     train = data.train.subset(recipe.train_samples, seed=recipe.seed) if recipe.train_samples else data.train
     test = data.test.subset(recipe.eval_samples, seed=0) if recipe.eval_samples else data.test
     return DataBundle(data.name, Split(train.x, train.y), test, data.class_names, data.preprocess)

@@ -246,14 +246,12 @@ def prune_checkpoint(folder: str | Path, config: PruneConfig | dict, out: str | 
     """Load a checkpoint, prune it, fine-tune it on its data set and write a normal
     checkpoint folder (eval/export/bench accept it) with the compression stage recorded."""
     from .._io import write_json
-    from ..data.datasets import load_dataset
+    from ..data.datasets import load_dataset_for
     from ..models.checkpoint import load_checkpoint, save_checkpoint
 
     config = make_config(config)
     ckpt = load_checkpoint(folder)
-    name = dataset or ckpt.meta.get("dataset", "fashion-mnist")
-    pad = ckpt.preprocess.pad_to[0] if ckpt.preprocess.pad_to else None
-    data = load_dataset(name, data_dir, pad_to=pad)
+    data = load_dataset_for(ckpt.meta, dataset, data_dir, default="fashion-mnist")
     pruned, summary = prune(ckpt.model, config, data, example_input_shape=ckpt.input_shape,
                             progress=progress, log=log)
     metrics = evaluate_split(pruned, data.test)
