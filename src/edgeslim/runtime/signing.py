@@ -42,28 +42,27 @@ def generate_keypair(out: str | os.PathLike, overwrite: bool = False) -> tuple[P
     return out, pub
 
 
-def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
+def _load_pem_key(path, parse, key_type: type, missing: str, malformed: str, kind: str):
     try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+        key = parse(Path(path).read_bytes())
     except FileNotFoundError:
-        raise ArtifactError(f"signing key not found: {path} (create one with `edgeslim keygen --out {path}`)") from None
+        raise ArtifactError(missing) from None
     except (ValueError, TypeError) as e:
-        raise ArtifactError(f"{path}: not an unencrypted PEM private key ({e})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ArtifactError(f"{path}: not an ed25519 private key")
+        raise ArtifactError(f"{path}: not {malformed} ({e})") from None
+    if not isinstance(key, key_type):
+        raise ArtifactError(f"{path}: not an ed25519 {kind} key")
     return key
+
+
+def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
+    return _load_pem_key(path, lambda data: serialization.load_pem_private_key(data, password=None),
+                         Ed25519PrivateKey, f"signing key not found: {path} (create one with `edgeslim keygen "
+                         f"--out {path}`)", "an unencrypted PEM private key", "private")
 
 
 def load_public_key(path: str | os.PathLike) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise ArtifactError(f"public key not found: {path}") from None
-    except (ValueError, TypeError) as e:
-        raise ArtifactError(f"{path}: not a PEM public key ({e})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ArtifactError(f"{path}: not an ed25519 public key")
-    return key
+    return _load_pem_key(path, serialization.load_pem_public_key, Ed25519PublicKey,
+                         f"public key not found: {path}", "a PEM public key", "public")
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
