@@ -153,3 +153,32 @@ def test_recalibrate_batchnorm_matches_the_data_statistics():
         feats = model[0](x)
     assert torch.allclose(model[1].running_mean, feats.mean((0, 2, 3)), atol=1e-4)
     assert model[1].momentum == 0.01 and not model.training  # settings restored
+
+
+def test_cached_teacher_logits_train_the_same_student_as_a_live_teacher(digits_checkpoint, digits):
+    from edgeslim.distill import KDLoss, cache_teacher_logits
+
+    _, ckpt = digits_checkpoint
+    cfg = DistillConfig(epochs=2, batch_size=64, lr=5e-3, augmentation="none", seed=3)
+    cached = cache_teacher_logits(ckpt.model, digits.train, cfg)
+    assert cached is not None and cached.shape == (len(digits.train), 10)
+    students = []
+    for logits in (None, cached):
+        torch.manual_seed(0)
+        student = width_student(ckpt.model, 0.5)
+        fit(student, digits.train, cfg.train_config(), loss_fn=KDLoss(ckpt.model, 4.0, 0.9, teacher_logits=logits),
+            progress=False)
+        students.append(student)
+    for a, b in zip(students[0].parameters(), students[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-4)
+    with pytest.raises(Exception, match="sample indices"):
+        KDLoss(ckpt.model, teacher_logits=cached)(students[0], digits.train.x[:4], digits.train.y[:4])
+
+
+def test_teacher_logits_are_not_cached_when_inputs_change_every_epoch(digits_checkpoint, digits):
+    from edgeslim.distill import cache_teacher_logits
+
+    _, ckpt = digits_checkpoint
+    assert cache_teacher_logits(ckpt.model, digits.train, DistillConfig(augmentation="shift_flip")) is None
+    assert cache_teacher_logits(ckpt.model, digits.train, DistillConfig(
+        augmentation="none", hint_layers=[("features.0", "features.0")])) is None

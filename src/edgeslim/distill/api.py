@@ -127,8 +127,11 @@ class KDLoss:
 
     def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9,
                  unlabeled: bool = False, hint_layers: list[tuple[str, str]] | None = None,
-                 hint_weight: float = 1.0, augment: Augment | None = None, seed: int = 0):
+                 hint_weight: float = 1.0, augment: Augment | None = None, seed: int = 0,
+                 teacher_logits: torch.Tensor | None = None):
         self.teacher = _freeze(teacher)
+        # the teacher's logits for every training sample, computed once (see cache_teacher_logits)
+        self.teacher_logits = teacher_logits
         self.temperature, self.alpha, self.unlabeled = temperature, alpha, unlabeled
         self.hint_layers = list(hint_layers or [])
         self.hint_weight = hint_weight
@@ -164,12 +167,23 @@ class KDLoss:
                 cap.remove()
         self._student_capture = self._teacher_capture = None
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.augment is not None:
-            x = self.augment(x, self.generator)
-        self.teacher.eval()
-        with torch.no_grad():
-            teacher_logits = self.teacher(x)
+    @property
+    def needs_index(self) -> bool:
+        return self.teacher_logits is not None
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.teacher_logits is not None:
+            if index is None or self.augment is not None:
+                raise ConfigError("cached teacher logits need the batch's sample indices and unaugmented "
+                                  "inputs: train with edgeslim.train.fit and augmentation off")
+            teacher_logits = self.teacher_logits[index]
+        else:
+            if self.augment is not None:
+                x = self.augment(x, self.generator)
+            self.teacher.eval()
+            with torch.no_grad():
+                teacher_logits = self.teacher(x)
         logits = model(x)
         loss = hinton_loss(logits, teacher_logits, None if self.unlabeled else y, self.temperature, self.alpha)
         if self.hint_layers:
@@ -200,17 +214,37 @@ def teacher_labels(teacher: nn.Module, x: torch.Tensor, batch_size: int = 256) -
     return predict_logits(_freeze(teacher), x, batch_size).argmax(1)
 
 
+CACHE_LIMIT_BYTES = 1 << 30
+
+
+def cache_teacher_logits(teacher: nn.Module, data: Split, config: DistillConfig) -> torch.Tensor | None:
+    """The teacher's logits for every sample of ``data``, when every epoch would show the
+    teacher the same inputs (no augmentation, no hints) and they fit in 1 GiB: one teacher
+    pass instead of one per epoch. ``None`` otherwise."""
+    from ..evaluate.metrics import predict_logits
+
+    if config.augmentation != "none" or config.hint_layers:
+        return None
+    with torch.no_grad():
+        num_classes = int(_freeze(teacher)(data.x[:1]).shape[1])
+    if len(data) * num_classes * 4 > CACHE_LIMIT_BYTES:
+        return None
+    return predict_logits(teacher, data.x)
+
+
 def distill(student: nn.Module, teacher: nn.Module, data: Split, config: DistillConfig | None = None,
             val: Split | None = None, progress: bool = True) -> list[dict]:
     """Train ``student`` in place from ``teacher`` on ``data``; one metrics dict per epoch.
     With ``config.unlabeled`` the labels in ``data`` are ignored (the teacher's predictions
     replace them, so the logged training accuracy is agreement with the teacher)."""
     config = config or DistillConfig()
+    cached = cache_teacher_logits(teacher, data, config)
     if config.unlabeled:
-        data = Split(data.x, teacher_labels(teacher, data.x))
+        labels = cached.argmax(1) if cached is not None else teacher_labels(teacher, data.x)
+        data = Split(data.x, labels)
     augment = crop_flip if config.augmentation == "crop_flip" else None
     loss = KDLoss(teacher, config.temperature, config.alpha, config.unlabeled, config.hint_layers,
-                  config.hint_weight, augment, config.seed)
+                  config.hint_weight, augment, config.seed, teacher_logits=cached)
     if config.recalibrate_bn:
         recalibrate_batchnorm(student, data.x)
     trainable = loss.attach(student, data.x[:2])

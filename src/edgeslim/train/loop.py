@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..data.datasets import Split
 
-# loss_fn(model, x, y) -> (loss, logits)
+# loss_fn(model, x, y) -> (loss, logits). A loss with a true ``needs_index`` attribute is also
+# given ``index=`` (the batch's row numbers in the training split), e.g. to look up cached
+# teacher outputs.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -45,12 +47,16 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def iterate_batches(split: Split, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
-                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    n = len(split)
+def batch_indices(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+                  ) -> Iterator[torch.Tensor]:
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for i in range(0, n, batch_size):
-        idx = order[i:i + batch_size]
+        yield order[i:i + batch_size]
+
+
+def iterate_batches(split: Split, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for idx in batch_indices(len(split), batch_size, shuffle, generator):
         yield split.x[idx], split.y[idx]
 
 
@@ -88,6 +94,7 @@ def fit(model: nn.Module, train: Split, config: TrainConfig, loss_fn: LossFn | N
     set_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
+    needs_index = bool(getattr(loss_fn, "needs_index", False))
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adamw":
         opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -105,12 +112,13 @@ def fit(model: nn.Module, train: Split, config: TrainConfig, loss_fn: LossFn | N
         for epoch in range(config.epochs):
             model.train()
             seen, correct, loss_sum, t0 = 0, 0, 0.0, time.perf_counter()
-            for x, y in iterate_batches(train, config.batch_size, True, gen):
+            for idx in batch_indices(len(train), config.batch_size, True, gen):
                 if step >= total:
                     break
+                x, y = train.x[idx], train.y[idx]
                 if config.augment or config.hflip:
                     x = augment_batch(x, gen, hflip=config.hflip, shift=config.augment)
-                loss, logits = loss_fn(model, x, y)
+                loss, logits = loss_fn(model, x, y, index=idx) if needs_index else loss_fn(model, x, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
