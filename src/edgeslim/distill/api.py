@@ -292,13 +292,15 @@ def distill_checkpoint(teacher: str | Path, student: str | None = None, width: f
                        progress: bool = True) -> Checkpoint:
     """``edgeslim distill``: teacher checkpoint -> distilled student checkpoint. ``student`` is
     a registered model name (default: the teacher's architecture) built at ``width``."""
+    from ..data.datasets import load_dataset_for
     from ..evaluate.metrics import evaluate_split
-    from ..train.api import checkpoint_meta, load_data_for, model_kwargs_for
+    from ..train.api import checkpoint_meta, model_kwargs_for
 
     config = config or DistillConfig()
     t_ckpt = load_checkpoint(teacher)
     t_name = t_ckpt.meta["architecture"]["name"]
-    data = load_data_for(student or t_name, dataset or t_ckpt.meta.get("dataset", "fashion-mnist"), data_dir)
+    # the student sees the teacher's inputs: the data set padded as the teacher's was
+    data = load_dataset_for(t_ckpt.meta, dataset, data_dir, default="fashion-mnist")
     if student is None or student == t_name:
         s_model = width_student(t_ckpt.model, width)
     else:

@@ -352,17 +352,15 @@ def quantize_checkpoint(checkpoint: str | Path, config: QuantizeConfig, out: str
                         ) -> QuantizeResult:
     """The CLI path: the checkpoint's own data set gives calibration (train split),
     evaluation (test split) and, for QAT / weight sharing, training data."""
+    from ..data.datasets import load_dataset_for
     from ..errors import DataError
     from ..models.checkpoint import load_checkpoint
-    from ..train.api import load_data_for
 
     ckpt = load_checkpoint(checkpoint)
     dataset = ckpt.meta.get("dataset")
     if not dataset:
         raise DataError(f"{checkpoint}: model.json names no dataset; use the Python API with calib_data=")
-    arch = ckpt.meta.get("architecture", {}).get("name", "")
-    from ..models.registry import list_models
-    data = load_data_for(arch if arch in list_models() else None, dataset, data_dir)
+    data = load_dataset_for(ckpt.meta, data_dir=data_dir)
     if tuple(data.input_shape) != tuple(ckpt.input_shape):
         raise DataError(f"data set {dataset} gives inputs {data.input_shape}, the model expects {ckpt.input_shape}")
     return quantize(ckpt, config, calib_data=data.train, eval_data=data.test, train_data=data.train, out=out, log=log)
