@@ -27,5 +27,5 @@ def digits_onnx(tmp_path_factory, digits_checkpoint):
 
     folder, _ = digits_checkpoint
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    export_checkpoint(folder, out)
+    export_checkpoint(folder, out, optimize="never")  # a fixed graph: tests cut it at named tensors
     return out

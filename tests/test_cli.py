@@ -35,3 +35,12 @@ def test_train_eval_export_run_bench(tmp_path):
     r = runner.invoke(app, ["bench", onnx_path, onnx_path, "--batch", "2", "--rounds", "2", "--json"])
     assert r.exit_code == 0, r.output
     assert len(json.loads(r.output)) == 2
+
+
+def test_export_optimize_flag(digits_checkpoint, tmp_path):
+    folder, _ = digits_checkpoint
+    r = runner.invoke(app, ["export", str(folder), "--out", str(tmp_path / "m.onnx"), "--optimize", "always"])
+    assert r.exit_code == 0, r.output
+    assert "folded max-pool into conv: /features/features.0/Conv" in r.output
+    r = runner.invoke(app, ["export", str(folder), "--out", str(tmp_path / "m.onnx"), "--optimize", "fast"])
+    assert r.exit_code != 0 and "--optimize must be auto, always or never" in str(r.exception)

@@ -14,6 +14,13 @@ def test_export_parity_on_real_images(digits_checkpoint, tmp_path):
     assert r["max_abs_diff"] < 1e-4 and r["top1_agreement"] == 1.0
 
 
+def test_export_with_conv_pool_folding_keeps_parity(digits_checkpoint, tmp_path):
+    folder, _ = digits_checkpoint
+    r = export_checkpoint(folder, tmp_path / "m.onnx", optimize="always")
+    assert r["folded_conv_pool"] == ["/features/features.0/Conv", "/features/features.3/Conv"]
+    assert r["max_abs_diff"] < 1e-4 and r["top1_agreement"] == 1.0
+
+
 def test_export_has_dynamic_batch_and_metadata(digits_onnx):
     model = onnx.load(str(digits_onnx))
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]

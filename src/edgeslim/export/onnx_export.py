@@ -15,13 +15,19 @@ import torch.nn as nn
 from .._io import atomic_write_bytes
 
 from ..runtime.runner import METADATA_KEY  # one key, read by the torch-free runtime
+from .optimize import GraphOptimization, OptimizeMode, optimize_onnx
+
 OPSET = 17
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...],
-                metadata: dict[str, Any] | None = None, opset: int = OPSET) -> Path:
+                metadata: dict[str, Any] | None = None, opset: int = OPSET,
+                optimize: GraphOptimization | OptimizeMode = "never") -> Path:
     """Write ``model`` as ONNX with a dynamic batch axis; ``metadata`` (preprocess, class
-    names, ...) is stored as JSON in the model's metadata_props under "edgeslim"."""
+    names, ...) is stored as JSON in the model's metadata_props under "edgeslim".
+    ``optimize``: exact graph rewrites for ONNX Runtime's CPU kernels (``"auto"`` keeps those
+    measured faster on this machine; see ``edgeslim.export.optimize``); what was done is
+    recorded in the metadata under "graph_optimization"."""
     model = model.eval()
     dummy = torch.zeros(1, *input_shape)
     tmp = Path(path).with_suffix(".export.tmp")
@@ -34,6 +40,9 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     proto = onnx.load(str(tmp))
     tmp.unlink()
+    proto, report = optimize_onnx(proto, optimize)
+    if report:
+        metadata = {**(metadata or {}), "graph_optimization": report}
     if metadata:
         set_metadata(proto, metadata)
     onnx.checker.check_model(proto)

@@ -177,7 +177,8 @@ def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: s
     state, original = _start_state(out, recipe, checkpoint_or_model, meta, resume, con)
     bundle = _load_data(original.meta, recipe, data_dir, data)
     teacher = load_checkpoint(out / "stages" / ORIGINAL).model
-    base_ctx = StageContext(bundle, teacher, original.meta, recipe.seed, progress, out / "stages" / ORIGINAL)
+    base_ctx = StageContext(bundle, teacher, original.meta, recipe.seed, progress, out / "stages" / ORIGINAL,
+                            recipe.bench)
     if state["baseline"] is None:
         export_float_onnx(original.model, out / "stages" / ORIGINAL / DEPLOY_FILE, base_ctx)
         state["baseline"] = measure(ModelState(original.model), out / "stages" / ORIGINAL, base_ctx, None)

@@ -93,9 +93,14 @@ def run_share_weights(stage: ShareWeightsStage, state: ModelState, ctx: StageCon
 
 
 def export_float_onnx(model: nn.Module, path: Path, ctx: StageContext) -> Path:
-    from ..export import export_onnx, onnx_metadata
+    """The float ONNX file a stage deploys: graph rewrites kept where they measure faster with
+    the recipe's latency settings (the original model is exported the same way)."""
+    from ..export import GraphOptimization, export_onnx, onnx_metadata
+    from .recipe import BenchSettings
 
-    return export_onnx(model, path, ctx.input_shape, onnx_metadata(Checkpoint(model, ctx.meta)))
+    b = ctx.bench or BenchSettings()
+    return export_onnx(model, path, ctx.input_shape, onnx_metadata(Checkpoint(model, ctx.meta)),
+                       optimize=GraphOptimization("auto", b.batch, b.threads))
 
 
 def run_quantize(stage: QuantizeStage, state: ModelState, ctx: StageContext) -> ModelState:
