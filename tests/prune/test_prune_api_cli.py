@@ -103,3 +103,15 @@ def test_finetune_loss_fn_is_used_for_finetuning_only(digits):
     P.prune(create("seed-cnn"), data=digits, criterion="taylor", sparsity=0.5, finetune_epochs=1,
             calibration_batches=3, loss_fn=ce("calibration"), finetune_loss_fn=ce("finetune"))
     assert calls["calibration"] == 3 and calls["finetune"] == len(range(0, len(digits.train), 128))
+
+
+@pytest.mark.parametrize("augment,fashion,digits", [(None, True, False), (True, True, True), (False, False, False)])
+def test_finetune_augmentation_follows_the_config(augment, fashion, digits):
+    from types import SimpleNamespace
+
+    from edgeslim.prune.api import _finetune_config
+
+    config = P.make_config(finetune_epochs=1, finetune_augment=augment)
+    for name, expected in (("fashion-mnist", fashion), ("digits", digits)):  # None: the data set's default
+        cfg = _finetune_config(config, SimpleNamespace(name=name))
+        assert (cfg.augment, cfg.hflip) == (expected, expected)

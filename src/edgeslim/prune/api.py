@@ -46,6 +46,8 @@ def _splits(data: Any) -> tuple[Any, Any]:
 def _finetune_config(config: PruneConfig, data: Any, **extra: Any) -> TrainConfig:
     from ..train.api import default_train_config
 
+    if config.finetune_augment is not None:
+        extra = {"augment": config.finetune_augment, "hflip": config.finetune_augment, **extra}
     return default_train_config(getattr(data, "name", ""), epochs=config.finetune_epochs, lr=config.finetune_lr,
                                 batch_size=config.finetune_batch_size, seed=config.seed, **extra)
 

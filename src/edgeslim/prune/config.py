@@ -43,6 +43,8 @@ class PruneConfig(BaseModel):
     finetune_epochs: int = Field(0, ge=0)
     finetune_lr: float = Field(1e-3, gt=0)
     finetune_batch_size: int = Field(128, ge=1)
+    # random flips + 2-pixel shifts while fine-tuning; None: the data set's default (on, except digits)
+    finetune_augment: Optional[bool] = None
     calibration_batches: int = Field(8, ge=1)
     calibration_batch_size: int = Field(64, ge=1)
     round_to: Optional[int] = Field(None, ge=1)
