@@ -170,8 +170,7 @@ def fold_maxpool_into_conv(model: onnx.ModelProto, chains: list[ConvPoolChain] |
             tensor = act.output[0]
         new_nodes += [helper.make_node("Reshape", [tensor, prefix + "_shape"], [prefix + "_positions"],
                                        name=prefix + "_reshape"),
-                      helper.make_node("ReduceMax", [prefix + "_positions"], [pool.output[0]], name=prefix + "_max",
-                                       axes=[1], keepdims=0)]
+                      _reduce_max_over_positions(model, graph, prefix, pool.output[0])]
         at = list(graph.node).index(pool)  # every input of the chain is defined by then
         for offset, node in enumerate(new_nodes):
             graph.node.insert(at + offset, node)
@@ -182,6 +181,18 @@ def fold_maxpool_into_conv(model: onnx.ModelProto, chains: list[ConvPoolChain] |
     _drop_unused_initializers(graph)
     onnx.checker.check_model(model)
     return model, folded
+
+
+def _reduce_max_over_positions(model: onnx.ModelProto, graph: onnx.GraphProto, prefix: str, output: str
+                               ) -> onnx.NodeProto:
+    """ReduceMax over axis 1; its axes became an input in opset 18."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    if opset < 18:
+        return helper.make_node("ReduceMax", [prefix + "_positions"], [output], name=prefix + "_max", axes=[1],
+                                keepdims=0)
+    graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), prefix + "_axes"))
+    return helper.make_node("ReduceMax", [prefix + "_positions", prefix + "_axes"], [output], name=prefix + "_max",
+                            keepdims=0)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
