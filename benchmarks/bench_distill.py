@@ -1,8 +1,10 @@
 """Knowledge distillation, measured.
 
-1. Fashion-MNIST: seed-cnn at width 0.25 trained with KD from the cached dense seed-cnn
-   vs the same student on labels only: same epochs, same TrainConfig (augmentation,
-   schedule), same initialisation, 3 seeds each; mean and spread of test accuracy.
+1. Fashion-MNIST: a small student (default LeNet-5, 62k params, no augmentation, 30 epochs)
+   trained with KD from a stronger teacher (seed-cnn at width 2, 93.3%) vs the same student
+   on labels only and with label smoothing 0.1: same epochs, TrainConfig, initialisation and
+   data order, 5 seeds each; mean, spread and per-seed gain of test accuracy. ``--student``,
+   ``--teacher``, ``--augmentation``, ``--epochs`` reproduce the other recorded runs.
 2. Unlabeled recovery: EfficientNet-Lite0 after 25% structured MAC pruning
    (``edgeslim.prune.prune_structured``), recovered by distillation from the unpruned
    model on 100 of the 200 ImageNet sample photos (teacher outputs only, random crops and
@@ -24,64 +26,101 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import baseline, print_table, save_results  # noqa: E402
 
 
-def kd_vs_labels(seeds: list[int], epochs: int, width: float, temperature: float, alpha: float) -> dict:
-    from edgeslim.distill import DistillConfig, distill, summarize, width_student
+TEACHERS = {
+    "seed-cnn": "the cached seed-cnn baseline (10 epochs, flips + shifts)",
+    "seed-cnn-w2": "seed-cnn at width 2 (10 epochs, no augmentation)",
+}
+ARMS = ("labels only", "KD", "label smoothing 0.1")
+
+
+def load_teacher(name: str):
+    """A teacher of TEACHERS, trained once and cached like the baselines."""
+    from common import CACHE
+
+    from edgeslim.models import load_checkpoint
+    from edgeslim.train import TrainConfig, train_model
+
+    if name == "seed-cnn":
+        return baseline("seed-cnn")[0]
+    folder = CACHE / "seed-cnn-w2.0-fashion-mnist-e10-s0-noaug"
+    if not (folder / "model.json").exists():
+        train_model("seed-cnn", "fashion-mnist", TrainConfig(epochs=10, augment=False, hflip=False), out=folder,
+                    progress=False, model_kwargs={"width": 2.0})
+    return load_checkpoint(folder)
+
+
+def make_student(spec: str):
+    """``name`` or ``name:width`` of a registered model, e.g. ``seed-cnn:0.25``."""
+    from edgeslim.models import create
+
+    name, _, width = spec.partition(":")
+    return create(name, **({"width": float(width)} if width else {}))
+
+
+def kd_vs_labels(student: str, teacher: str, seeds: list[int], epochs: int, temperature: float, alpha: float,
+                 augmentation: str, arms: tuple[str, ...] = ARMS[:2]) -> dict:
+    """Each arm trains the same student (same initialisation and data order per seed) for the
+    same epochs with the same TrainConfig; only the loss differs."""
+    from edgeslim.distill import DistillConfig, distill
     from edgeslim.evaluate import count_params, evaluate_split
     from edgeslim.train import fit
     from edgeslim.train.api import load_data_for
 
-    teacher_ckpt, _ = baseline("seed-cnn")
-    teacher = teacher_ckpt.model
+    teacher_ckpt = load_teacher(teacher)
     data = load_data_for("seed-cnn", "fashion-mnist")
+    teacher_train_acc = evaluate_split(teacher_ckpt.model, data.train.subset(10000))["accuracy"]
     runs = []
     for seed in seeds:
-        cfg = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, seed=seed)
-        for method in ("labels only", "KD"):
+        cfg = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, seed=seed, augmentation=augmentation)
+        for method in arms:
             torch.manual_seed(seed)
-            student = width_student(teacher, width)  # identical initialisation in both arms
+            model = make_student(student)
             t0 = time.perf_counter()
             if method == "KD":
-                history = distill(student, teacher, data.train, cfg, progress=False)
+                history = distill(model, teacher_ckpt.model, data.train, cfg, progress=False)
             else:
-                history = fit(student, data.train, cfg.train_config(), progress=False)
-            acc = evaluate_split(student, data.test)["accuracy"]
-            # last-epoch accuracy on the (augmented) training batches: shows whether the student underfits
-            runs.append({"method": method, "seed": seed, "accuracy": acc, "seconds": time.perf_counter() - t0,
-                         "train_accuracy_last_epoch": history[-1]["train_accuracy"]})
-            print(f"  {method:12s} seed {seed}: {acc:.4f}", flush=True)
-    rows = []
-    for method in ("labels only", "KD"):
-        s = summarize([r["accuracy"] for r in runs if r["method"] == method])
-        rows.append({"student": f"seed-cnn width {width}", "method": method, "epochs": epochs,
-                     "mean_accuracy": round(s["mean"], 4), "std": round(s["std"], 4), "min": round(s["min"], 4),
-                     "max": round(s["max"], 4), "seeds": s["n"]})
-    return {"rows": rows, "runs": runs, "teacher_accuracy": teacher_ckpt.meta["metrics"]["accuracy"],
-            "teacher_params": count_params(teacher), "student_params": count_params(width_student(teacher, width)),
-            "temperature": temperature, "alpha": alpha,
-            "kd_gain_points": 100 * (rows[1]["mean_accuracy"] - rows[0]["mean_accuracy"])}
+                smoothing = 0.1 if method == "label smoothing 0.1" else 0.0
+                history = fit(model, data.train, cfg.train_config().model_copy(update={"label_smoothing": smoothing}),
+                              progress=False)
+            acc = evaluate_split(model, data.test)["accuracy"]
+            # last-epoch accuracy on the training batches: over- or underfitting
+            runs.append({"method": method, "seed": seed, "accuracy": round(acc, 4),
+                         "train_accuracy_last_epoch": round(history[-1]["train_accuracy"], 4),
+                         "seconds": round(time.perf_counter() - t0, 1)})
+            print(f"  {method:20s} seed {seed}: {acc:.4f}", flush=True)
+    rows = summarize_arms(runs, student, epochs)
+    kd = next(r for r in rows if r["method"] == "KD")
+    return {"student": student, "teacher": teacher, "teacher_description": TEACHERS[teacher],
+            "augmentation": augmentation, "rows": rows, "runs": runs,
+            "teacher_accuracy": teacher_ckpt.meta["metrics"]["accuracy"], "teacher_train_accuracy": teacher_train_acc,
+            "teacher_params": count_params(teacher_ckpt.model), "student_params": count_params(make_student(student)),
+            "temperature": temperature, "alpha": alpha, "kd_gain_points": kd["gain_pts"]}
 
 
-def sweep(configs: list[tuple[float, float]], epochs: int, width: float, seed: int = 0) -> dict:
-    """One seed per (temperature, alpha), plus labels only: why KD does or does not help."""
-    from edgeslim.distill import DistillConfig, distill, width_student
+def sweep(configs: list[tuple[float, float]], epochs: int, student: str, teacher: str, augmentation: str,
+          seed: int = 0) -> dict:
+    """One seed per (temperature, alpha), plus labels only: which KD settings matter."""
+    from edgeslim.distill import DistillConfig, distill
     from edgeslim.evaluate import evaluate_split
     from edgeslim.train import fit
     from edgeslim.train.api import load_data_for
 
-    teacher = baseline("seed-cnn")[0].model
+    teacher_model = load_teacher(teacher).model
     data = load_data_for("seed-cnn", "fashion-mnist")
     rows = []
     for temperature, alpha in [(None, None), *configs]:
-        cfg = DistillConfig(epochs=epochs, temperature=temperature or 1.0, alpha=alpha or 0.0, seed=seed)
+        cfg = DistillConfig(epochs=epochs, temperature=temperature or 1.0, alpha=alpha or 0.0, seed=seed,
+                            augmentation=augmentation)
         torch.manual_seed(seed)
-        student = width_student(teacher, width)
+        model = make_student(student)
         if temperature is None:
-            fit(student, data.train, cfg.train_config(), progress=False)
+            fit(model, data.train, cfg.train_config(), progress=False)
         else:
-            distill(student, teacher, data.train, cfg, progress=False)
-        acc = evaluate_split(student, data.test)["accuracy"]
-        rows.append({"method": "labels only" if temperature is None else "KD", "temperature": temperature,
-                     "alpha": alpha, "epochs": epochs, "seed": seed, "accuracy": round(acc, 4)})
+            distill(model, teacher_model, data.train, cfg, progress=False)
+        acc = evaluate_split(model, data.test)["accuracy"]
+        rows.append({"student": student, "teacher": teacher, "method": "labels only" if temperature is None else "KD",
+                     "temperature": temperature, "alpha": alpha, "epochs": epochs, "seed": seed,
+                     "accuracy": round(acc, 4)})
         print(f"  {rows[-1]}", flush=True)
     return {"rows": rows}
 
@@ -131,14 +170,43 @@ def unlabeled_recovery(epochs: int, lr: float, temperature: float, target_macs: 
             "epochs": epochs, "lr": lr, "temperature": temperature, "seconds": recover_s}
 
 
+def summarize_arms(runs: list[dict], student: str, epochs: int) -> list[dict]:
+    """One row per method: accuracy statistics and the gain over labels only, paired by seed."""
+    from edgeslim.distill import summarize
+
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in runs):
+        mine = [r for r in runs if r["method"] == method]
+        s = summarize([r["accuracy"] for r in mine])
+        gains = [100 * (r["accuracy"] - base["accuracy"]) for r in mine
+                 for base in runs if base["method"] == "labels only" and base["seed"] == r["seed"]]
+        row = {"student": student, "method": method, "epochs": epochs, "mean_accuracy": round(s["mean"], 4),
+               "std": round(s["std"], 4), "min": round(s["min"], 4), "max": round(s["max"], 4),
+               "gain_pts": round(sum(gains) / len(gains), 2),
+               "seeds_better": f"{sum(g > 0 for g in gains)}/{len(gains)}", "seeds": s["n"]}
+        if all("train_accuracy_last_epoch" in r for r in mine):
+            row["mean_train_accuracy"] = round(sum(r["train_accuracy_last_epoch"] for r in mine) / len(mine), 4)
+        rows.append(row)
+    return rows
+
+
+def kd_key(r: dict) -> str:
+    return (f"kd_vs_labels_{r['student']}_{r['teacher']}_{r['augmentation']}_e{r['rows'][0]['epochs']}"
+            f"_T{r['temperature']:g}_a{r['alpha']:g}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=["kd", "sweep", "unlabeled", "all"], default="all")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--student", default="lenet-5", help="registered model, optionally :width (seed-cnn:0.25)")
+    ap.add_argument("--teacher", choices=list(TEACHERS), default="seed-cnn-w2")
+    ap.add_argument("--augmentation", choices=["none", "shift_flip"], default="none")
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.9)
+    ap.add_argument("--label-smoothing-arm", action=argparse.BooleanOptionalAction, default=True,
+                    help="also train a label-smoothing (0.1) arm: is KD more than a regulariser?")
     ap.add_argument("--enet-epochs", type=int, default=15)
     ap.add_argument("--enet-lr", type=float, default=5e-4)
     ap.add_argument("--enet-temperature", type=float, default=2.0)
@@ -149,13 +217,15 @@ def main() -> None:
         return
     payload: dict = {}
     if args.part in ("kd", "all"):
-        kd = kd_vs_labels(args.seeds, args.epochs, args.width, args.temperature, args.alpha)
-        print_table(kd["rows"], title=f"Fashion-MNIST, teacher seed-cnn {kd['teacher_accuracy']:.4f} "
+        arms = ARMS if args.label_smoothing_arm else ARMS[:2]
+        kd = kd_vs_labels(args.student, args.teacher, args.seeds, args.epochs, args.temperature, args.alpha,
+                          args.augmentation, arms)
+        print_table(kd["rows"], title=f"Fashion-MNIST, teacher {args.teacher} {kd['teacher_accuracy']:.4f} "
                                       f"({kd['teacher_params']:,} params), student {kd['student_params']:,} params")
-        key = f"kd_vs_labels_e{args.epochs}_T{args.temperature:g}_a{args.alpha:g}"
-        payload[key] = {**kd, "command": " ".join(sys.argv)}
+        payload[kd_key(kd)] = {**kd, "command": " ".join(sys.argv)}
     if args.part == "sweep":
-        sw = sweep([(1.0, 0.5), (2.0, 0.5), (4.0, 0.5), (2.0, 0.9)], args.epochs, args.width)
+        sw = sweep([(1.0, 0.5), (2.0, 0.5), (4.0, 0.5), (2.0, 0.9)], args.epochs, args.student, args.teacher,
+                   args.augmentation)
         print_table(sw["rows"], title="KD settings, seed 0")
         payload["sweep"] = {**sw, "command": " ".join(sys.argv)}
     if args.part in ("unlabeled", "all"):
@@ -168,6 +238,57 @@ def main() -> None:
     write_markdown(merged)
 
 
+def _summary_row(r: dict) -> dict:
+    labels = next(x for x in r["rows"] if x["method"] == "labels only")
+    kd = next(x for x in r["rows"] if x["method"] == "KD")
+    smooth = next((x for x in r["rows"] if x["method"] == "label smoothing 0.1"), None)
+    return {"student": r["student"], "teacher": r["teacher"], "teacher_test": round(r["teacher_accuracy"], 4),
+            "teacher_train": round(r["teacher_train_accuracy"], 4) if "teacher_train_accuracy" in r else "",
+            "augmentation": r["augmentation"], "epochs": labels["epochs"], "T": r["temperature"], "alpha": r["alpha"],
+            "labels_only": f"{labels['mean_accuracy']:.4f} ± {labels['std']:.4f}",
+            "KD": f"{kd['mean_accuracy']:.4f} ± {kd['std']:.4f}", "gain_pts": round(r["kd_gain_points"], 2),
+            "seeds_better": kd.get("seeds_better"), "seeds": kd["seeds"],
+            "label_smoothing_gain_pts": smooth["gain_pts"] if smooth else "",
+            "train_acc_labels_vs_KD": (f"{labels['mean_train_accuracy']:.3f} / {kd['mean_train_accuracy']:.3f}"
+                                       if "mean_train_accuracy" in labels else "")}
+
+
+def findings(runs: list[dict]) -> list[str]:
+    """What the measured runs say about when KD helps: gains, and whether the labels-only
+    student overfits (training accuracy well above test accuracy) or is capacity-bound."""
+    lines = ["## Findings: when KD helps", ""]
+    for r in runs:
+        arms = {x["method"]: x for x in r["rows"]}
+        labels, kd, smooth = arms["labels only"], arms["KD"], arms.get("label smoothing 0.1")
+        line = (f"- {r['student']} from {r['teacher']} ({r['augmentation']}, {labels['epochs']} epochs, "
+                f"T={r['temperature']:g}, alpha={r['alpha']:g}): KD {kd['gain_pts']:+.2f} points, better on "
+                f"{kd['seeds_better']} seeds")
+        if smooth:
+            line += f"; label smoothing {smooth['gain_pts']:+.2f}"
+        if "mean_train_accuracy" in labels:
+            fit = "overfits" if labels["mean_train_accuracy"] - labels["mean_accuracy"] > 0.02 else "does not overfit"
+            line += (f". Labels only, the student {fit}: {labels['mean_train_accuracy']:.1%} on its training "
+                     f"batches vs {labels['mean_accuracy']:.1%} test")
+        lines.append(line + ".")
+    return lines + KD_EXPLANATION + [""]
+
+
+# why, in words; the numbers it rests on are in the lines findings() writes above it
+KD_EXPLANATION = [
+    "- KD helps the student that can fit its training set: LeNet-5 without augmentation memorises the "
+    "labels (about 99% on its training batches, 91% test); the teacher's soft targets keep it from doing so "
+    "(its training accuracy stays about 3 points lower) and it generalises better on every seed.",
+    "- It is more than a regulariser: label smoothing, which also softens the targets but spreads the mass "
+    "uniformly, recovers about half of KD's gain on the same seeds. The other half is, most plausibly, what the "
+    "teacher knows about which wrong classes are close (shirt / T-shirt / pullover / coat), which uniform "
+    "smoothing cannot carry; these runs do not isolate it further.",
+    "- KD does not help the width-0.25 seed-cnn (17k parameters, 4 and 8 conv channels) trained with flips and "
+    "shifts: it does not overfit (training accuracy is no higher than test accuracy), so it is capacity-bound "
+    "and soft targets have nothing to correct; a stronger teacher (93.3%) did not change that. For such a "
+    "student, widen it (or train longer) rather than expect distillation to help.",
+]
+
+
 def write_markdown(results: dict) -> Path:
     """benchmarks/results/distill.md from the measured results (one section per run)."""
     from common import RESULTS
@@ -176,36 +297,29 @@ def write_markdown(results: dict) -> Path:
     from edgeslim.report import markdown_table
 
     lines = ["# Knowledge distillation (measured)", ""]
-    for key in sorted(k for k in results if k.startswith("kd_vs_labels")):
+    kd_keys = sorted((k for k in results if k.startswith("kd_vs_labels")),
+                     key=lambda k: (results[k]["student"], results[k]["teacher"], results[k]["augmentation"],
+                                    results[k]["rows"][0]["epochs"]))
+    if kd_keys:
+        lines += ["## KD vs labels only, Fashion-MNIST: summary", "",
+                  "Each run trains the same student twice (or three times) per seed: same initialisation, data "
+                  "order, epochs and TrainConfig (AdamW, one-cycle lr 2e-3, batch 128); only the loss differs. "
+                  "`gain_pts`: mean over seeds of (KD - labels only) test accuracy, paired by seed; "
+                  "`teacher_train`: teacher accuracy on 10,000 training images (how close to one-hot its soft "
+                  "targets are on the data the student sees).", "",
+                  markdown_table([_summary_row(results[k]) for k in kd_keys]), ""]
+        lines += findings([results[k] for k in kd_keys])
+    for key in kd_keys:
         r = results[key]
-        lines += [f"## seed-cnn width 0.25 on Fashion-MNIST, {r['rows'][0]['epochs']} epochs: KD "
-                  f"(T={r['temperature']:g}, alpha={r['alpha']:g}) vs labels only", "",
+        lines += [f"## {r['student']} student, {r['teacher']} teacher, {r['rows'][0]['epochs']} epochs, "
+                  f"augmentation {r['augmentation']}: KD (T={r['temperature']:g}, alpha={r['alpha']:g}) vs "
+                  "labels only", "",
                   f"Command: `flock /tmp/edgeslim-cpu.lock .venv/bin/python {r.get('command', '')}`", "",
-                  f"Teacher: cached seed-cnn, {r['teacher_accuracy']:.4f} test accuracy, {r['teacher_params']:,} "
-                  f"params; student {r['student_params']:,} params. Same TrainConfig, same initialisation and data "
-                  f"order per seed in both arms. KD gain: {r['kd_gain_points']:+.2f} points (mean of 3 seeds).", "",
+                  f"Teacher: {r.get('teacher_description', r['teacher'])}, {r['teacher_accuracy']:.4f} test accuracy, "
+                  f"{r['teacher_params']:,} params; student {r['student_params']:,} params.", "",
                   markdown_table(r["rows"]), "",
                   markdown_table(r["runs"], ["method", "seed", "accuracy", "train_accuracy_last_epoch", "seconds"]),
                   ""]
-    kd_keys = sorted((k for k in results if k.startswith("kd_vs_labels")),
-                     key=lambda k: results[k]["rows"][0]["epochs"])
-    if kd_keys:
-        lines += ["## Findings: why KD does not help this student", ""]
-        for k in kd_keys:
-            r = results[k]
-            runs = [x for x in r["runs"] if "train_accuracy_last_epoch" in x]
-            train_acc = sum(x["train_accuracy_last_epoch"] for x in runs) / max(len(runs), 1)
-            test_acc = sum(x["accuracy"] for x in runs) / max(len(runs), 1)
-            gap = f"; last-epoch training accuracy {train_acc:.4f} vs test {test_acc:.4f}" if runs else ""
-            lines.append(f"- {r['rows'][0]['epochs']} epochs, T={r['temperature']:g}, alpha={r['alpha']:g}: KD "
-                         f"{r['kd_gain_points']:+.2f} points vs labels only{gap}.")
-        lines += ["- The width-0.25 student (17k parameters, 4 and 8 conv channels) does not overfit: its training "
-                  "accuracy is no higher than its test accuracy, so it is capacity-bound. Soft targets mainly act "
-                  "as a regulariser and carry 'dark knowledge' a student must have room to absorb; here neither "
-                  "helps. Lower temperatures hurt least (one-seed sweep below), matching the capacity-gap "
-                  "observation of Mirzadeh et al. (2020). (Training accuracy is measured on the augmented "
-                  "training batches.) Not measured here: KD vs plain fine-tuning as the pruning-recovery loss "
-                  "used in artifact.md.", ""]
     if "sweep" in results:
         r = results["sweep"]
         lines += ["## KD settings (one seed)", "", f"Command: `{r.get('command', '')}`", "",

@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 # (area, script, results file): order follows the data flow of the toolkit
 SCRIPTS = [("prune", "bench_prune.py", "prune.md"), ("quantize", "bench_quantize.py", "quantize.md"),
-           ("distill", "bench_distill.py", "distill.md"), ("distill-teacher", "bench_kd_teacher.py", "distill_teacher.md"),
+           ("distill", "bench_distill.py", "distill.md"),
            ("artifact", "bench_artifact.py", "artifact.md"),
            ("pipeline", "bench_search.py", "pipeline.md"), ("edge", "bench_split.py", "edge.md")]
 
