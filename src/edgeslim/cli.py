@@ -149,6 +149,9 @@ def prune_cmd(checkpoint: Path,
               sparsity: Optional[float] = typer.Option(
                   None, help="fraction of weights to zero, default 0.9 (structured: channel ratio)"),
               target_macs: Optional[float] = typer.Option(None, help="structured: fraction of MACs to keep"),
+              target_latency: Optional[float] = typer.Option(
+                  None, help="structured: fraction of the ONNX Runtime latency to keep (channel counts measured)"),
+              latency_batch: int = typer.Option(1, help="batch size --target-latency measures at"),
               scope: Optional[str] = typer.Option(None, help="global | layer | sensitivity"),
               schedule: str = typer.Option("oneshot", help="oneshot | gradual (cubic, Zhu & Gupta)"),
               pruning_steps: int = typer.Option(10, help="pruning steps of the gradual schedule"),
@@ -173,13 +176,15 @@ def prune_cmd(checkpoint: Path,
         return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
     config = {"method": method, "criterion": criterion, "target_macs": target_macs,
+              "target_latency": target_latency, "latency_batch": latency_batch,
               **({"sparsity": sparsity} if sparsity is not None else {}),
               "scope": scope, "schedule": schedule, "pruning_steps": pruning_steps,
               "finetune_epochs": finetune_epochs, "finetune_lr": lr, "finetune_augment": finetune_augment,
               "n": n, "m": m,
               "layers": names(layers), "exclude": names(exclude) or [],
               "layer_sparsity": parse_layer_values(layer_sparsity), "round_to": round_to}
-    r = prune_checkpoint(checkpoint, config, out, dataset=dataset, data_dir=data_dir, progress=not as_json)
+    r = prune_checkpoint(checkpoint, config, out, dataset=dataset, data_dir=data_dir, progress=not as_json,
+                         log=None if as_json else (lambda s: err.print(f"[cyan]{s}[/cyan]")))
     if as_json:
         return _print_json({k: v for k, v in r.items() if k not in ("finetune", "sensitivity")})
     rows = [{"stage": k, **{c: r[k].get(c) for c in ("accuracy", "params", "nonzero_params", "weight_sparsity", "macs")}}

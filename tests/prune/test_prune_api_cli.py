@@ -84,6 +84,18 @@ def test_cli_prune_writes_a_checkpoint_eval_accepts(digits_checkpoint, tmp_path)
     assert r.exit_code != 0 and isinstance(r.exception, ConfigError)
 
 
+def test_cli_prune_to_a_latency_target(digits_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeslim.cli import app
+
+    r = CliRunner().invoke(app, ["prune", str(digits_checkpoint[0]), "--method", "structured", "--target-latency",
+                                 "0.8", "--latency-batch", "4", "--out", str(tmp_path / "p"), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["config"]["latency_batch"] == 4 and summary["latency_plan"]["latency_fraction"] <= 0.8
+
+
 def test_structured_needs_a_target():
     with pytest.raises(ConfigError, match="needs target_macs"):
         P.make_config(method="structured")

@@ -244,6 +244,21 @@ def optimize_onnx(model: onnx.ModelProto, settings: GraphOptimization | Optimize
                    "folded": [t["node"] for t in trials if t["kept"]], "trials": trials}
 
 
+def deployed_latencies_ms(models: list[onnx.ModelProto], batch: int = 1, threads: int | None = 1,
+                          rounds: int = 10) -> list[float]:
+    """p50 latency (ms) of each ONNX model as export can deploy it: the faster of its plain
+    graph and its graph with every foldable max-pool folded. All variants of all models are
+    timed in one interleaved run, so their ratios hold even while the machine's speed drifts."""
+    variants, owner = [], []
+    for i, model in enumerate(models):
+        chains = find_conv_pool_chains(model)
+        for variant in ([model, fold_maxpool_into_conv(model, chains)[0]] if chains else [model]):
+            variants.append(variant)
+            owner.append(i)
+    times = _p50_ms(variants, batch, threads, warmup=3, rounds=rounds, iters_per_round=3)
+    return [min(t for t, o in zip(times, owner) if o == i) for i in range(len(models))]
+
+
 def folded_nodes(path: str | Path) -> list[str]:
     """The conv nodes export folded a max-pool into, as recorded in the file's metadata."""
     import json
@@ -256,12 +271,16 @@ def folded_nodes(path: str | Path) -> list[str]:
 
 def _time_side_by_side(a: onnx.ModelProto, b: onnx.ModelProto, settings: GraphOptimization
                        ) -> tuple[float, float]:
+    first, second = _p50_ms([a, b], settings.batch, settings.threads, warmup=5, rounds=15, iters_per_round=5)
+    return first, second
+
+
+def _p50_ms(models: list[onnx.ModelProto], batch: int, threads: int | None, **timing: int) -> list[float]:
+    """Median latency of each model, timed in one interleaved ``edgeslim.runtime.benchmark`` run."""
     from ..runtime import benchmark
 
     with tempfile.TemporaryDirectory(prefix="edgeslim-optimize-") as tmp:
-        paths = [Path(tmp) / "original.onnx", Path(tmp) / "folded.onnx"]
-        for path, proto in zip(paths, (a, b)):
+        paths = [Path(tmp) / f"{i}.onnx" for i in range(len(models))]
+        for path, proto in zip(paths, models):
             path.write_bytes(proto.SerializeToString())
-        res = benchmark(paths, batch=settings.batch, threads=settings.threads, warmup=5, rounds=15,
-                        iters_per_round=5)
-    return res[0]["p50_ms"], res[1]["p50_ms"]
+        return [r["p50_ms"] for r in benchmark(paths, batch=batch, threads=threads, **timing)]

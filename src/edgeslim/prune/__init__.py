@@ -7,7 +7,9 @@
   ``"taylor"`` (|w * dL/dw| over calibration batches), ``scope="global" | "layer" |
   "sensitivity"``, ``schedule="oneshot" | "gradual"`` (cubic, Zhu & Gupta).
 - ``method="structured"``: remove channels through torch-pruning's dependency graph
-  (``prune_structured``), to a channel ratio or a ``target_macs`` fraction.
+  (``prune_structured``), to a channel ratio, a ``target_macs`` fraction, or a
+  ``target_latency`` fraction measured on ONNX Runtime, each layer's channel count chosen by
+  measurement (``edgeslim.prune.latency``, NetAdapt-style).
 - ``method="nm"``: N:M semi-structured masks (2:4 by default).
 
 Masks are always folded into plain tensors before the model is returned.

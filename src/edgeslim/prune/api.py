@@ -90,7 +90,7 @@ def prune(model: nn.Module, config: PruneConfig | dict | None = None, data: Any 
     before = _stats(work, shape, test)
     log(f"pruning ({config.method}, {config.criterion}, {config.schedule})")
     if config.method == "structured":
-        work, details = _structured(work, config, data, shape, loss_fn, progress)
+        work, details = _structured(work, config, data, shape, loss_fn, progress, log)
     elif config.method == "nm":
         details = _nm(work, config, data, loss_fn, progress)
     else:
@@ -206,8 +206,29 @@ def _nm(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None
     return details
 
 
+def _latency_plan(model: nn.Module, config: PruneConfig, train: Any, shape: tuple[int, ...], kwargs: dict,
+                  log: Callable[[str], None]):
+    """Channel counts that meet ``config.target_latency``, chosen by measuring ONNX Runtime
+    (``edgeslim.prune.latency``); candidates are scored by accuracy on calibration samples."""
+    from .latency import DeployedLatency, candidate_layers, plan_for_latency
+
+    calibration = train.subset(config.calibration_batches * config.calibration_batch_size, seed=config.seed)
+    fixed = config.layer_sparsity or {}
+    candidates = [n for n in candidate_layers(model, shape, config.layers, config.exclude) if n not in fixed]
+
+    def prune_to(ratios: dict[str, float]) -> nn.Module:
+        return prune_structured(model, shape, ratio=0.0, max_ratio=0.999,
+                                **{**kwargs, "layer_ratios": {**fixed, **ratios}}).model
+
+    latency = DeployedLatency(model, shape, config.latency_batch, config.latency_threads)
+    return plan_for_latency(model, candidates, config.target_latency, prune_to,
+                            lambda m: evaluate_split(m, calibration)["accuracy"], latency,
+                            step=config.latency_step, progress=log, confirm=latency.confirm)
+
+
 def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[int, ...],
-                loss_fn: LossFn | None, progress: bool) -> tuple[nn.Module, dict]:
+                loss_fn: LossFn | None, progress: bool, log: Callable[[str], None]
+                ) -> tuple[nn.Module, dict]:
     train, _ = _splits(data)
     kwargs = dict(importance=config.structured_importance, layers=config.layers, exclude=config.exclude,
                   scope=config.effective_scope, data=train, loss_fn=loss_fn,
@@ -216,10 +237,16 @@ def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[i
                   layer_ratios=config.layer_sparsity)
     macs0 = count_macs(model, shape)
     if config.schedule == "oneshot":
+        details: dict[str, Any] = {}
+        if config.target_latency:
+            plan = _latency_plan(model, config, train, shape, kwargs, log)
+            kwargs["layer_ratios"] = {**(config.layer_sparsity or {}), **plan.ratios}
+            details["latency_plan"] = plan.summary()
         res = (prune_structured(model, shape, target_macs=config.target_macs, **kwargs) if config.target_macs
-               else prune_structured(model, shape, ratio=config.sparsity, **kwargs))
-        details: dict[str, Any] = {"channel_ratio": res.ratio, "channels": res.channels,
-                                   "schedule": [{"step": 0, "macs_fraction": res.macs_fraction}]}
+               else prune_structured(model, shape, ratio=0.0 if config.target_latency else config.sparsity,
+                                     max_ratio=0.999 if config.target_latency else 0.9, **kwargs))
+        details.update({"channel_ratio": res.ratio, "channels": res.channels,
+                        "schedule": [{"step": 0, "macs_fraction": res.macs_fraction}]})
         model = res.model
         if config.finetune_epochs:
             details["finetune"] = _finetune(model, config, data, loss_fn, progress)

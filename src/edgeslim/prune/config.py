@@ -35,6 +35,12 @@ class PruneConfig(BaseModel):
     pruning_fraction: float = Field(0.7, gt=0, le=1,
                                     description="share of fine-tuning during which sparsity rises (rest recovers)")
     target_macs: Optional[float] = Field(None, description="structured: keep at most this fraction of MACs")
+    # structured: keep at most this fraction of the original's latency, measured on ONNX Runtime
+    # at latency_batch / latency_threads; channel counts per layer are chosen by measurement
+    target_latency: Optional[float] = None
+    latency_batch: int = Field(1, ge=1)
+    latency_threads: Optional[int] = Field(1, ge=1)
+    latency_step: float = Field(0.1, gt=0, le=0.5, description="latency cut per planning step (of the original)")
     layers: Optional[list[str]] = None
     exclude: list[str] = Field(default_factory=list)
     prune_biases: bool = False
@@ -65,22 +71,30 @@ class PruneConfig(BaseModel):
                 raise ValueError(f"sparsity of layer {name!r} must be in [0, 1), got {s}")
         return v
 
-    @field_validator("target_macs")
+    @field_validator("target_macs", "target_latency")
     @classmethod
-    def _macs(cls, v: Optional[float]) -> Optional[float]:
+    def _fraction_kept(cls, v: Optional[float]) -> Optional[float]:
         if v is not None and not 0.0 < v <= 1.0:
-            raise ValueError(f"must be a fraction of the model's MACs in (0, 1], got {v}")
+            raise ValueError(f"must be a fraction of the original model's in (0, 1], got {v}")
         return v
 
     @model_validator(mode="after")
     def _consistent(self) -> "PruneConfig":
         if self.criterion == "bn_scale" and self.method != "structured":
             raise ValueError("criterion 'bn_scale' ranks channels, so it needs method='structured'")
-        if self.method == "structured" and self.target_macs is None and "sparsity" not in self.model_fields_set:
-            raise ValueError("structured pruning needs target_macs (fraction of MACs to keep) or sparsity "
-                             "(fraction of channels to remove)")
-        if self.target_macs is not None and self.method != "structured":
-            raise ValueError("target_macs applies to method='structured' only")
+        if (self.method == "structured" and self.target_macs is None and self.target_latency is None
+                and "sparsity" not in self.model_fields_set):
+            raise ValueError("structured pruning needs target_macs (fraction of MACs to keep), target_latency "
+                             "(fraction of latency to keep) or sparsity (fraction of channels to remove)")
+        for name in ("target_macs", "target_latency"):
+            if getattr(self, name) is not None and self.method != "structured":
+                raise ValueError(f"{name} applies to method='structured' only")
+        if self.target_latency is not None:
+            if self.target_macs is not None:
+                raise ValueError("give target_macs or target_latency, not both")
+            if self.schedule != "oneshot" or self.round_to:
+                raise ValueError("target_latency plans every layer's channel count once, by measurement: use "
+                                 "schedule='oneshot' and no round_to")
         if self.method == "nm" and not self.n < self.m:
             raise ValueError(f"N:M sparsity needs n < m, got {self.n}:{self.m}")
         if self.method == "nm" and self.schedule == "gradual":
@@ -104,7 +118,8 @@ class PruneConfig(BaseModel):
 
     @property
     def needs_data(self) -> bool:
-        return self.criterion == "taylor" or self.finetune_epochs > 0 or self.scope == "sensitivity"
+        return (self.criterion == "taylor" or self.finetune_epochs > 0 or self.scope == "sensitivity"
+                or self.target_latency is not None)
 
     def check_against(self, model: nn.Module, data: Any = None) -> None:
         """Raise ConfigError for anything that would fail later: unknown layer names,
@@ -129,6 +144,7 @@ class PruneConfig(BaseModel):
         if self.needs_data and data is None:
             why = ("taylor importance needs calibration batches" if self.criterion == "taylor" else
                    "fine-tuning needs training data" if self.finetune_epochs else
+                   "target_latency scores candidate layouts on calibration data" if self.target_latency else
                    "sensitivity analysis needs evaluation data")
             raise ConfigError(f"{why}: pass data= (a DataBundle, or a Split)")
 

@@ -1,0 +1,181 @@
+"""Latency-aware structured pruning: per-layer channel counts chosen by time measured on
+ONNX Runtime, not by MACs (NetAdapt, Yang et al. 2018, scoring candidates by accuracy without
+the short fine-tune NetAdapt gives each one).
+
+Why: on ONNX Runtime's CPU kernels time is a step function of channel counts. Convolutions
+compute output channels in blocks of 8 or 16 (NCHWc), a conv whose input has fewer channels
+than a block pays per input channel, and a first conv costs the same for 1 to 16 filters
+unless export folds its max-pool. A uniform channel ratio can halve the MACs and run no
+faster; the right split depends on the runtime, so it is measured.
+
+Each step asks every prunable layer for the most channels it can keep while bringing the
+model's measured latency ``step`` (a fraction of the original latency) below the current one
+(a binary search over its channel count), scores each such candidate by its accuracy on
+calibration data, and keeps the best, until the latency target is met.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import onnx
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError
+from .structured import ROOT_TYPES, _build_graph, _channels, plan_ignored_layers
+
+
+def keep_ratio(channels: int, keep: int) -> float:
+    """The channel ratio that makes torch-pruning keep exactly ``keep`` of ``channels``
+    (it keeps ``int(channels * (1 - ratio))``); 0 keeps them all."""
+    return 0.0 if keep >= channels else 1.0 - (keep + 0.5) / channels
+
+
+@dataclass
+class LatencyPlan:
+    original: dict[str, int]  # layer -> output channels before
+    keep: dict[str, int]  # layer -> output channels to keep
+    original_latency_ms: float
+    latency_ms: float
+    steps: list[dict] = field(default_factory=list)
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        """``layer_ratios`` for ``prune_structured`` (only the layers that shrink)."""
+        return {n: keep_ratio(self.original[n], k) for n, k in self.keep.items() if k < self.original[n]}
+
+    @property
+    def latency_fraction(self) -> float:
+        return self.latency_ms / self.original_latency_ms
+
+    def summary(self) -> dict:
+        return {"original_latency_ms": round(self.original_latency_ms, 4), "latency_ms": round(self.latency_ms, 4),
+                "latency_fraction": round(self.latency_fraction, 3), "keep": self.keep, "steps": self.steps}
+
+
+class DeployedLatency:
+    """Latency (ms) of a torch model exported to ONNX and run by ONNX Runtime as export can
+    deploy it (``edgeslim.export.optimize.deployed_latencies_ms``), measured side by side with
+    the original model every time and scaled by the original's latency: at batch 1 a small
+    model runs in tens of microseconds and single timings drift by 20%, their ratio much less.
+    Cached per channel layout, since time depends on the shapes, not on the weights.
+    ``confirm`` measures again, longer: the search keeps the candidates whose quick measurement
+    came out low, so the layouts it chooses are re-timed before they count."""
+
+    def __init__(self, original: nn.Module, input_shape: tuple[int, ...], batch: int = 1, threads: int | None = 1,
+                 rounds: int = 10, confirm_rounds: int = 40):
+        self.input_shape, self.batch, self.threads = tuple(input_shape), batch, threads
+        self.rounds, self.confirm_rounds = rounds, confirm_rounds
+        self.reference = self._proto(original)
+        self.reference_ms = self._timed([self.reference], confirm_rounds)[0]
+        self._cache: dict[tuple, float] = {}
+        self.measurements = 0
+
+    def __call__(self, model: nn.Module) -> float:
+        key = tuple(sorted(_channels(model).items()))
+        if key not in self._cache:
+            self._cache[key] = self._relative(model, self.rounds)
+        return self._cache[key]
+
+    def confirm(self, model: nn.Module) -> float:
+        return self._relative(model, self.confirm_rounds)
+
+    def _relative(self, model: nn.Module, rounds: int) -> float:
+        self.measurements += 1
+        reference_ms, model_ms = self._timed([self.reference, self._proto(model)], rounds)
+        return self.reference_ms * model_ms / reference_ms
+
+    def _timed(self, protos: list[onnx.ModelProto], rounds: int) -> list[float]:
+        from ..export.optimize import deployed_latencies_ms
+
+        return deployed_latencies_ms(protos, self.batch, self.threads, rounds)
+
+    def _proto(self, model: nn.Module) -> onnx.ModelProto:
+        from ..export import export_onnx
+
+        with tempfile.TemporaryDirectory(prefix="edgeslim-latency-") as tmp:
+            return onnx.load(str(export_onnx(model, Path(tmp) / "m.onnx", self.input_shape)))
+
+
+def candidate_layers(model: nn.Module, example_input_shape: tuple[int, ...], layers: list[str] | None = None,
+                     exclude: list[str] | None = None) -> list[str]:
+    """The layers whose output channels can be chosen, in module order: the root conv/linear
+    of every prunable group (coupled layers, e.g. across a residual add, follow it)."""
+    dg = _build_graph(model, torch.zeros(1, *example_input_shape))
+    ignored = plan_ignored_layers(model, example_input_shape, layers, exclude, graph=dg)
+    ignored_all = {id(s) for m in ignored for s in m.modules()}
+    roots = {id(group[0][0].target.module) for group in dg.get_all_groups(
+        ignored_layers=[m for m in model.modules() if id(m) in ignored_all], root_module_types=ROOT_TYPES)}
+    return [n for n, m in model.named_modules() if id(m) in roots and isinstance(m, ROOT_TYPES)]
+
+
+def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
+                     prune_to: Callable[[dict[str, float]], nn.Module], score: Callable[[nn.Module], float],
+                     latency: Callable[[nn.Module], float], step: float = 0.1, min_step: float = 0.02,
+                     progress: Callable[[str], None] | None = None,
+                     confirm: Callable[[nn.Module], float] | None = None) -> LatencyPlan:
+    """Channel counts per candidate layer that bring ``latency(model)`` to at most ``target``
+    times the original. ``prune_to(layer_ratios)`` builds a pruned copy of ``model``,
+    ``score(model)`` rates one (higher is better: accuracy on calibration data); ``confirm``
+    (default ``latency``) re-times the original and each chosen layout."""
+    confirm = confirm or latency
+    original = {n: c for n, c in _channels(model).items() if n in candidates}
+    keep = dict(original)
+    base = current = confirm(model)
+    plan = LatencyPlan(original, keep, base, base)
+    while current > target * base:
+        goal = current - step * base
+        best = None
+        for name in candidates:
+            found = _most_channels_within(name, keep, original, goal, prune_to, latency)
+            if found is None:
+                continue
+            k, pruned, _ = found
+            s = score(pruned)
+            if best is None or s > best[3]:
+                best = (name, k, pruned, s)
+        if best is None:
+            if step / 2 < min_step:
+                raise ConfigError(f"target_latency {target:.2f} is out of reach: the fastest layout found runs at "
+                                  f"{current / base:.2f} of the original latency ({current:.4f} ms vs "
+                                  f"{base:.4f} ms); ask for a larger fraction")
+            step /= 2  # no layer can save a whole step any more: take smaller ones
+            continue
+        name, k, pruned, s = best
+        keep[name] = k
+        current = confirm(pruned)
+        plan.steps.append({"layer": name, "keep": k, "latency_ms": round(current, 4),
+                           "latency_fraction": round(current / base, 3), "score": round(s, 4)})
+        if progress:
+            progress(f"{name} -> {k} channels: {current / base:.2f} of the original latency, score {s:.4f}")
+    plan.latency_ms = current
+    return plan
+
+
+def _most_channels_within(name: str, keep: dict[str, int], original: dict[str, int], goal: float,
+                          prune_to: Callable[[dict[str, float]], nn.Module], latency: Callable[[nn.Module], float]
+                          ) -> tuple[int, nn.Module, float] | None:
+    """The largest channel count for ``name`` (fewer than now) whose model meets ``goal`` ms,
+    by binary search (latency grows with channels, in steps); ``None`` if even one misses it."""
+    def build(k: int) -> tuple[nn.Module, float]:
+        layout = {**keep, name: k}
+        m = prune_to({n: keep_ratio(original[n], c) for n, c in layout.items() if c < original[n]})
+        return m, latency(m)
+
+    if keep[name] <= 1:
+        return None
+    lo, hi = 1, keep[name] - 1
+    model_lo, ms_lo = build(lo)
+    if ms_lo > goal:
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        m, ms = build(mid)
+        if ms <= goal:
+            lo, model_lo, ms_lo = mid, m, ms
+        else:
+            hi = mid - 1
+    return lo, model_lo, ms_lo

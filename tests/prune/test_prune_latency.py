@@ -1,0 +1,110 @@
+"""Latency-aware structured pruning: the planner (on a synthetic, deterministic latency),
+the exact channel counts it asks for, candidate layers, config errors, and one real run."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import edgeslim.prune as P
+from edgeslim.errors import ConfigError
+from edgeslim.evaluate import count_macs
+from edgeslim.models import create
+from edgeslim.prune.latency import DeployedLatency, candidate_layers, keep_ratio, plan_for_latency
+from edgeslim.prune.structured import _channels
+
+from .test_prune_structured import ResidualNet
+
+LENET_LAYERS = ["features.0", "features.3", "classifier.1", "classifier.3"]
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3, 5, 6])
+def test_keep_ratio_keeps_exactly_that_many_channels(keep):
+    model = create("lenet-5")
+    res = P.prune_structured(model, (1, 32, 32), ratio=0.0, max_ratio=0.999,
+                             layer_ratios={"features.0": keep_ratio(6, keep), "classifier.1": keep_ratio(120, keep)})
+    assert res.channels["features.0"] == (6, keep) and res.channels["classifier.1"] == (120, keep)
+
+
+def test_candidates_are_one_layer_per_prunable_group():
+    assert candidate_layers(create("lenet-5"), (1, 32, 32)) == LENET_LAYERS
+    assert candidate_layers(create("lenet-5"), (1, 32, 32), layers=["features.3"]) == ["features.3"]
+    # the stem, depthwise and pointwise convs share channels through the residual add: one group
+    residual = candidate_layers(ResidualNet(), (1, 16, 16))
+    assert len(residual) == 2 and "branch" in residual
+
+
+def _planner(model, latency, target, step=0.1):
+    def prune_to(ratios):
+        return P.prune_structured(model, (1, 32, 32), ratio=0.0, max_ratio=0.999, layer_ratios=ratios).model
+    score = lambda m: -count_macs(m, (1, 32, 32))  # noqa: E731  deterministic stand-in for accuracy
+    return plan_for_latency(model, LENET_LAYERS, target, prune_to, score, latency, step=step)
+
+
+def test_plan_meets_the_target_in_steps_of_the_original_latency():
+    model = create("lenet-5")
+    macs = lambda m: count_macs(m, (1, 32, 32)) / 1e3  # noqa: E731  a latency that grows with channels
+    plan = _planner(model, macs, target=0.5, step=0.2)
+    assert plan.latency_fraction <= 0.5 and plan.original_latency_ms == macs(model)
+    fractions = [1.0] + [s["latency_fraction"] for s in plan.steps]
+    assert all(a - b >= 0.2 - 1e-3 for a, b in zip(fractions, fractions[1:]))  # every step saves >= 20%
+    pruned = P.prune_structured(model, (1, 32, 32), ratio=0.0, max_ratio=0.999, layer_ratios=plan.ratios).model
+    assert {n: c for n, c in _channels(pruned).items() if n in plan.keep} == plan.keep
+    assert macs(pruned) == pytest.approx(plan.latency_ms)
+
+
+def test_binary_search_keeps_the_most_channels_a_step_function_allows():
+    model = create("lenet-5")
+
+    def blocky(m):  # only features.0 matters, in blocks of 4 filters: 1-4 -> 1.0, 5-6 -> 2.0
+        return float(math.ceil(_channels(m)["features.0"] / 4))
+
+    plan = _planner(model, blocky, target=0.5)
+    assert plan.keep["features.0"] == 4  # the largest count in the cheaper block
+    assert plan.latency_fraction == 0.5 and [s["layer"] for s in plan.steps] == ["features.0"]
+
+
+def test_unreachable_latency_is_a_clear_error():
+    model = create("lenet-5")
+    with pytest.raises(ConfigError, match="target_latency 0.10 is out of reach.*0.67 of the original"):
+        _planner(model, lambda m: 1.0 + min(_channels(m)["features.0"], 3) / 3, target=0.1)
+
+
+def test_deployed_latency_is_relative_to_the_original_and_cached_per_layout():
+    latency = DeployedLatency(create("lenet-5"), (1, 32, 32), batch=2, threads=1, rounds=2, confirm_rounds=2)
+    a, b = create("lenet-5"), create("lenet-5")
+    first = latency(a)  # the original's own layout: close to the original's latency
+    assert latency.reference_ms > 0 and 0.5 < first / latency.reference_ms < 2
+    assert latency(b) == first and latency.measurements == 1
+    assert latency.confirm(a) > 0 and latency.measurements == 2
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"method": "unstructured", "target_latency": 0.5}, "target_latency applies to method='structured'"),
+    ({"method": "structured", "target_latency": 0.5, "target_macs": 0.5}, "not both"),
+    ({"method": "structured", "target_latency": 1.5}, "target_latency"),
+    ({"method": "structured", "target_latency": 0.5, "schedule": "gradual", "finetune_epochs": 1}, "oneshot"),
+    ({"method": "structured", "target_latency": 0.5, "round_to": 8}, "round_to"),
+])
+def test_bad_latency_configs(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        P.prune(create("lenet-5"), bad, example_input_shape=(1, 32, 32))
+
+
+def test_target_latency_needs_data():
+    with pytest.raises(ConfigError, match="target_latency scores candidate layouts on calibration data"):
+        P.prune(create("lenet-5"), {"method": "structured", "target_latency": 0.5}, example_input_shape=(1, 32, 32))
+
+
+def test_prune_to_a_measured_latency(digits):
+    torch.manual_seed(0)
+    lines = []
+    pruned, s = P.prune(create("lenet-5"), {"method": "structured", "target_latency": 0.8, "latency_step": 0.25,
+                                             "latency_batch": 8}, data=digits, log=lines.append)
+    plan = s["latency_plan"]
+    assert plan["latency_fraction"] <= 0.8 and plan["steps"]
+    assert sum("of the original latency" in line for line in lines) == len(plan["steps"])
+    assert s["after"]["macs"] < s["before"]["macs"]
+    assert {n: s["channels"][n][1] for n in plan["keep"]} == plan["keep"]
+    assert pruned(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
