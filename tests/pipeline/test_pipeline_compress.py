@@ -145,3 +145,24 @@ def test_keep_float_if_slower_ships_the_measured_faster_model(tmp_path, digits_c
         assert any("float model is kept" in w for w in rep["warnings"])
     else:
         assert "QuantizeLinear" in ops and "decision" not in info
+
+
+def test_latency_aware_prune_stage_plans_with_the_recipe_bench_settings(tmp_path, digits_checkpoint, monkeypatch):
+    from edgeslim.prune import api as prune_api
+
+    seen = []
+    real = prune_api._latency_plan
+
+    def spy(model, config, *a, **k):
+        seen.append((config.latency_batch, config.latency_threads))
+        return real(model, config, *a, **k)
+
+    monkeypatch.setattr(prune_api, "_latency_plan", spy)
+    recipe = {"name": "lat", "max_accuracy_drop": 100, "bench": {"batch": 4, "threads": 1, "rounds": 3, "warmup": 1},
+              "stages": [{"type": "prune", "method": "structured", "target_latency": 0.8, "latency_step": 0.25,
+                          "finetune_epochs": 1}]}
+    compress(digits_checkpoint[0], recipe, tmp_path / "c", progress=False)
+    assert seen == [(4, 1)]
+    info = json.loads((tmp_path / "c/state.json").read_text())["stages"][0]["info"]
+    assert info["latency_plan"]["latency_fraction"] <= 0.8
+    assert all(info["channels"][n][1] == k for n, k in info["latency_plan"]["keep"].items())

@@ -43,7 +43,9 @@ class PruneStage(PruneConfig):
     def summary(self) -> str:
         ft = f", {self.finetune_epochs} fine-tune epoch(s){' KD' if self.distill else ''}" if self.finetune_epochs else ""
         if self.method == "structured":
-            what = f"target_macs {self.target_macs:.2f}" if self.target_macs else f"channel ratio {self.sparsity:.2f}"
+            what = (f"target_macs {self.target_macs:.2f}" if self.target_macs else
+                    f"target_latency {self.target_latency:.2f} (batch {self.latency_batch})" if self.target_latency
+                    else f"channel ratio {self.sparsity:.2f}")
             return f"structured {what} ({self.structured_importance}, {self.schedule}){ft}"
         if self.method == "nm":
             return f"{self.n}:{self.m} semi-structured ({self.criterion}){ft}"

@@ -63,10 +63,17 @@ def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelS
     from ..distill import kd_loss_fn
     from ..prune import prune
 
+    from .recipe import BenchSettings
+
     kd = kd_loss_fn(ctx.teacher, stage.temperature, stage.alpha, seed=ctx.seed) if stage.distill else None
-    pruned, summary = prune(state.model, stage.prune_config(), data=ctx.data, example_input_shape=ctx.input_shape,
+    config = stage.prune_config()
+    if config.target_latency and not {"latency_batch", "latency_threads"} & stage.model_fields_set:
+        b = ctx.bench or BenchSettings()  # latency is planned the way the report measures it
+        config = config.model_copy(update={"latency_batch": b.batch, "latency_threads": b.threads})
+    pruned, summary = prune(state.model, config, data=ctx.data, example_input_shape=ctx.input_shape,
                             finetune_loss_fn=kd, progress=ctx.progress)
-    keep = ("layer_sparsity", "channel_ratio", "schedule", "planned_layer_sparsity", "nm", "after")
+    keep = ("layer_sparsity", "channel_ratio", "channels", "latency_plan", "schedule", "planned_layer_sparsity",
+            "nm", "after")
     return ModelState(pruned, info={k: summary[k] for k in keep if k in summary})
 
 
