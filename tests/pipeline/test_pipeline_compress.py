@@ -151,13 +151,13 @@ def test_latency_aware_prune_stage_plans_with_the_recipe_bench_settings(tmp_path
     from edgeslim.prune import api as prune_api
 
     seen = []
-    real = prune_api._latency_plan
+    real = prune_api._prune_to_latency
 
     def spy(model, config, *a, **k):
         seen.append((config.latency_batch, config.latency_threads))
         return real(model, config, *a, **k)
 
-    monkeypatch.setattr(prune_api, "_latency_plan", spy)
+    monkeypatch.setattr(prune_api, "_prune_to_latency", spy)
     recipe = {"name": "lat", "max_accuracy_drop": 100, "bench": {"batch": 4, "threads": 1, "rounds": 3, "warmup": 1},
               "stages": [{"type": "prune", "method": "structured", "target_latency": 0.8, "latency_step": 0.25,
                           "finetune_epochs": 1}]}

@@ -62,7 +62,6 @@ def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelS
     original model when ``stage.distill``."""
     from ..distill import kd_loss_fn
     from ..prune import prune
-
     from .recipe import BenchSettings
 
     kd = kd_loss_fn(ctx.teacher, stage.temperature, stage.alpha, seed=ctx.seed) if stage.distill else None

@@ -20,7 +20,7 @@ from .config import PruneConfig, config_error
 from .nm import nm_compatible, nm_mask
 from .schedule import cubic_steps
 from .sensitivity import allocate_sparsity, sensitivity_analysis
-from .structured import prune_structured
+from .structured import StructuredResult, prune_structured
 from .unstructured import (apply_masks, current_masks, layer_sparsity, magnitude_scores, make_permanent,
                            masks_from_scores, targets_of, taylor_scores, weight_sparsity)
 
@@ -206,24 +206,25 @@ def _nm(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None
     return details
 
 
-def _latency_plan(model: nn.Module, config: PruneConfig, train: Any, shape: tuple[int, ...], kwargs: dict,
-                  log: Callable[[str], None]):
+def _prune_to_latency(model: nn.Module, config: PruneConfig, train: Any, shape: tuple[int, ...], kwargs: dict,
+                      log: Callable[[str], None]) -> tuple[StructuredResult, dict]:
     """Channel counts that meet ``config.target_latency``, chosen by measuring ONNX Runtime
-    (``edgeslim.prune.latency``); candidates are scored by accuracy on calibration samples."""
+    (``edgeslim.prune.latency``; candidates scored by accuracy on calibration samples), applied."""
     from .latency import DeployedLatency, candidate_layers, plan_for_latency
 
     calibration = train.subset(config.calibration_batches * config.calibration_batch_size, seed=config.seed)
     fixed = config.layer_sparsity or {}
     candidates = [n for n in candidate_layers(model, shape, config.layers, config.exclude) if n not in fixed]
 
-    def prune_to(ratios: dict[str, float]) -> nn.Module:
+    def layout(ratios: dict[str, float]) -> StructuredResult:
         return prune_structured(model, shape, ratio=0.0, max_ratio=0.999,
-                                **{**kwargs, "layer_ratios": {**fixed, **ratios}}).model
+                                **{**kwargs, "layer_ratios": {**fixed, **ratios}})
 
     latency = DeployedLatency(model, shape, config.latency_batch, config.latency_threads)
-    return plan_for_latency(model, candidates, config.target_latency, prune_to,
+    plan = plan_for_latency(model, candidates, config.target_latency, lambda r: layout(r).model,
                             lambda m: evaluate_split(m, calibration)["accuracy"], latency,
                             step=config.latency_step, progress=log, confirm=latency.confirm)
+    return layout(plan.ratios), plan.summary()
 
 
 def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[int, ...],
@@ -239,12 +240,11 @@ def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[i
     if config.schedule == "oneshot":
         details: dict[str, Any] = {}
         if config.target_latency:
-            plan = _latency_plan(model, config, train, shape, kwargs, log)
-            kwargs["layer_ratios"] = {**(config.layer_sparsity or {}), **plan.ratios}
-            details["latency_plan"] = plan.summary()
-        res = (prune_structured(model, shape, target_macs=config.target_macs, **kwargs) if config.target_macs
-               else prune_structured(model, shape, ratio=0.0 if config.target_latency else config.sparsity,
-                                     max_ratio=0.999 if config.target_latency else 0.9, **kwargs))
+            res, details["latency_plan"] = _prune_to_latency(model, config, train, shape, kwargs, log)
+        elif config.target_macs:
+            res = prune_structured(model, shape, target_macs=config.target_macs, **kwargs)
+        else:
+            res = prune_structured(model, shape, ratio=config.sparsity, **kwargs)
         details.update({"channel_ratio": res.ratio, "channels": res.channels,
                         "schedule": [{"step": 0, "macs_fraction": res.macs_fraction}]})
         model = res.model
