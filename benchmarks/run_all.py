@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/run_all.py [--only prune,quantize,...] [--collect-only]
 Each script prints its tables and writes benchmarks/results/<area>.json and .md. The whole set
-takes about an hour on 2 cores; `--only` runs a subset, `--collect-only` just rebuilds the file.
+takes a few hours on 2 cores (the 5-seed KD comparison alone about an hour); `--only` runs a subset, `--collect-only` just rebuilds the file.
 """
 from __future__ import annotations
 
