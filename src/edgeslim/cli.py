@@ -190,6 +190,8 @@ def prune_cmd(checkpoint: Path,
     rows = [{"stage": k, **{c: r[k].get(c) for c in ("accuracy", "params", "nonzero_params", "weight_sparsity", "macs")}}
             for k in ("before", "after")]
     console.print(rich_table(rows, title=f"prune {method} -> {out}"))
+    for w in r.get("warnings", []):
+        err.print(f"[yellow]warning: {w}[/yellow]")
 
 # ---- quantize commands (issue 4) ----
 @app.command("quantize")

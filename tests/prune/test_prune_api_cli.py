@@ -74,6 +74,7 @@ def test_cli_prune_writes_a_checkpoint_eval_accepts(digits_checkpoint, tmp_path)
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["after"]["macs"] <= 0.5 * summary["before"]["macs"]
+    assert summary["speed"]["speedup"] > 0  # timed beside the original on ONNX Runtime
     ckpt = load_checkpoint(out)
     assert ckpt.meta["compression"][-1]["stage"] == "prune"
     assert ckpt.meta["compression"][-1]["method"] == "structured"

@@ -108,3 +108,42 @@ def test_prune_to_a_measured_latency(digits):
     assert s["after"]["macs"] < s["before"]["macs"]
     assert {n: s["channels"][n][1] for n in plan["keep"]} == plan["keep"]
     assert pruned(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_structured_pruning_is_timed_beside_the_original(digits):
+    lines = []
+    _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.3, "latency_batch": 4},
+                   data=digits, log=lines.append)
+    speed = s["speed"]
+    assert speed["batch"] == 4 and speed["original_p50_ms"] > 0 and speed["pruned_p50_ms"] > 0
+    assert speed["speedup"] == pytest.approx(speed["original_p50_ms"] / speed["pruned_p50_ms"], rel=0.01)
+    assert any(line.startswith("ONNX Runtime at batch 4") for line in lines)
+    _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.3, "measure_speed": False},
+                   data=digits)
+    assert "speed" not in s and "warnings" not in s
+    _, s = P.prune(create("lenet-5"), {"method": "unstructured", "sparsity": 0.5}, data=digits)
+    assert "speed" not in s
+
+
+def test_a_pruned_model_that_is_not_faster_is_reported(digits, monkeypatch):
+    import edgeslim.prune.latency as latency
+
+    monkeypatch.setattr(latency, "measured_speedup", lambda *a, **k: {
+        "batch": 1, "threads": 1, "original_p50_ms": 0.05, "pruned_p50_ms": 0.049, "speedup": 1.02})
+    _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.5}, data=digits)
+    assert s["speed"]["speedup"] == 1.02
+    assert len(s["warnings"]) == 1 and "not faster on ONNX Runtime" in s["warnings"][0]
+    assert "target_latency" in s["warnings"][0]
+
+    monkeypatch.setattr(latency, "measured_speedup", lambda *a, **k: {
+        "batch": 1, "threads": 1, "original_p50_ms": 0.05, "pruned_p50_ms": 0.04, "speedup": 1.25})
+    _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.5}, data=digits)
+    assert "warnings" not in s
+
+    def export_fails(*a, **k):
+        raise RuntimeError("Unsupported ONNX op")
+
+    monkeypatch.setattr(latency, "measured_speedup", export_fails)
+    pruned, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.5}, data=digits)
+    assert "speed" not in s and "Unsupported ONNX op" in s["warnings"][0]
+    assert pruned(torch.zeros(1, 1, 32, 32)).shape == (1, 10)  # the pruned model is not lost

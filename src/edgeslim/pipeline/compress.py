@@ -25,12 +25,12 @@ import torch.nn as nn
 from .._io import atomic_write_text, read_json, write_json
 from ..errors import ConfigError, EdgeslimError
 from ..models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..runtime.bench import FASTER_MARGIN
 from .recipe import Recipe, load_recipe
 from .stages import DEPLOY_FILE, RUNNERS, ModelState, StageContext, export_float_onnx
 
 STATE = "state.json"
 ORIGINAL = "00-original"
-FASTER_MARGIN = 1.05  # speedups below this are within timing noise: "not faster"
 
 
 class AccuracyBudgetExceeded(EdgeslimError):

@@ -65,7 +65,8 @@ def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelS
     from .recipe import BenchSettings
 
     kd = kd_loss_fn(ctx.teacher, stage.temperature, stage.alpha, seed=ctx.seed) if stage.distill else None
-    config = stage.prune_config()
+    # the pipeline times every stage itself, with the recipe's bench settings
+    config = stage.prune_config().model_copy(update={"measure_speed": False})
     if config.target_latency and not {"latency_batch", "latency_threads"} & stage.model_fields_set:
         b = ctx.bench or BenchSettings()  # latency is planned the way the report measures it
         config = config.model_copy(update={"latency_batch": b.batch, "latency_threads": b.threads})

@@ -40,6 +40,9 @@ class PruneConfig(BaseModel):
     target_latency: Optional[float] = None
     latency_batch: int = Field(1, ge=1)
     latency_threads: Optional[int] = Field(1, ge=1)
+    # structured: time the original and the pruned model side by side on ONNX Runtime (at
+    # latency_batch / latency_threads) and warn when the pruned one is not faster
+    measure_speed: bool = True
     latency_step: float = Field(0.1, gt=0, le=0.5, description="latency cut per planning step (of the original)")
     layers: Optional[list[str]] = None
     exclude: list[str] = Field(default_factory=list)

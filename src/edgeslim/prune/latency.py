@@ -94,10 +94,26 @@ class DeployedLatency:
         return deployed_latencies_ms(protos, self.batch, self.threads, rounds)
 
     def _proto(self, model: nn.Module) -> onnx.ModelProto:
-        from ..export import export_onnx
+        return onnx_proto(model, self.input_shape)
 
-        with tempfile.TemporaryDirectory(prefix="edgeslim-latency-") as tmp:
-            return onnx.load(str(export_onnx(model, Path(tmp) / "m.onnx", self.input_shape)))
+
+def onnx_proto(model: nn.Module, input_shape: tuple[int, ...]) -> onnx.ModelProto:
+    """``model`` exported by ``edgeslim.export.export_onnx``, in memory."""
+    from ..export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="edgeslim-latency-") as tmp:
+        return onnx.load(str(export_onnx(model, Path(tmp) / "m.onnx", tuple(input_shape))))
+
+
+def measured_speedup(original: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
+                     threads: int | None = 1, rounds: int = 20) -> dict:
+    """p50 latency of both models as export deploys them, timed side by side on ONNX Runtime."""
+    from ..export.optimize import deployed_latencies_ms
+
+    original_ms, pruned_ms = deployed_latencies_ms([onnx_proto(original, input_shape), onnx_proto(pruned, input_shape)],
+                                                   batch, threads, rounds)
+    return {"batch": batch, "threads": threads, "original_p50_ms": round(original_ms, 4),
+            "pruned_p50_ms": round(pruned_ms, 4), "speedup": round(original_ms / pruned_ms, 3)}
 
 
 def candidate_layers(model: nn.Module, example_input_shape: tuple[int, ...], layers: list[str] | None = None,

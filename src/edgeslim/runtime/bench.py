@@ -68,6 +68,9 @@ def benchmark(paths: list[str | os.PathLike], batch: int = 1, threads: int | Non
     return results
 
 
+FASTER_MARGIN = 1.05  # speedups below this are within timing noise: "not faster"
+
+
 def slower_than_baseline(results: list[dict], tolerance: float = 0.97) -> list[str]:
     """Models (after the first) that are not faster than the first one: users must be told."""
     return [r["model"] for r in results[1:] if r["speedup"] < tolerance]
