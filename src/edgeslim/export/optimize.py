@@ -233,7 +233,8 @@ def optimize_onnx(model: onnx.ModelProto, settings: GraphOptimization | Optimize
     trials = []
     for chain in chains:
         candidate, _ = fold_maxpool_into_conv(model, [chain])
-        current_ms, folded_ms = _time_side_by_side(model, candidate, settings)
+        current_ms, folded_ms = _p50_ms([model, candidate], settings.batch, settings.threads, warmup=5, rounds=15,
+                                        iters_per_round=5)
         keep = folded_ms <= current_ms / 1.05
         trials.append({"node": chain.conv.name or chain.conv.output[0], "p50_ms": round(current_ms, 4),
                        "folded_p50_ms": round(folded_ms, 4), "kept": keep})
@@ -267,12 +268,6 @@ def folded_nodes(path: str | Path) -> list[str]:
 
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     return json.loads(props.get(METADATA_KEY, "{}")).get("graph_optimization", {}).get("folded", [])
-
-
-def _time_side_by_side(a: onnx.ModelProto, b: onnx.ModelProto, settings: GraphOptimization
-                       ) -> tuple[float, float]:
-    first, second = _p50_ms([a, b], settings.batch, settings.threads, warmup=5, rounds=15, iters_per_round=5)
-    return first, second
 
 
 def _p50_ms(models: list[onnx.ModelProto], batch: int, threads: int | None, **timing: int) -> list[float]:

@@ -14,7 +14,7 @@ from ..data.datasets import DataBundle
 from ..errors import ConfigError
 from ..models.checkpoint import Checkpoint
 from ..train.api import NO_AUGMENT_DATASETS
-from .recipe import DistillStage, ExportStage, PruneStage, QuantizeStage, ShareWeightsStage
+from .recipe import BenchSettings, DistillStage, ExportStage, PruneStage, QuantizeStage, ShareWeightsStage
 
 DEPLOY_FILE = "model.onnx"
 
@@ -27,7 +27,7 @@ class StageContext:
     seed: int
     progress: bool
     stage_dir: Path
-    bench: Any = None  # the recipe's BenchSettings: how "faster" is measured
+    bench: BenchSettings = field(default_factory=BenchSettings)  # the recipe's: how "faster" is measured
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -62,14 +62,13 @@ def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelS
     original model when ``stage.distill``."""
     from ..distill import kd_loss_fn
     from ..prune import prune
-    from .recipe import BenchSettings
 
     kd = kd_loss_fn(ctx.teacher, stage.temperature, stage.alpha, seed=ctx.seed) if stage.distill else None
     # the pipeline times every stage itself, with the recipe's bench settings
     config = stage.prune_config().model_copy(update={"measure_speed": False})
     if config.target_latency and not {"latency_batch", "latency_threads"} & stage.model_fields_set:
-        b = ctx.bench or BenchSettings()  # latency is planned the way the report measures it
-        config = config.model_copy(update={"latency_batch": b.batch, "latency_threads": b.threads})
+        # latency is planned the way the report measures it
+        config = config.model_copy(update={"latency_batch": ctx.bench.batch, "latency_threads": ctx.bench.threads})
     pruned, summary = prune(state.model, config, data=ctx.data, example_input_shape=ctx.input_shape,
                             finetune_loss_fn=kd, progress=ctx.progress)
     keep = ("layer_sparsity", "channel_ratio", "channels", "latency_plan", "schedule", "planned_layer_sparsity",
@@ -103,11 +102,9 @@ def export_float_onnx(model: nn.Module, path: Path, ctx: StageContext) -> Path:
     """The float ONNX file a stage deploys: graph rewrites kept where they measure faster with
     the recipe's latency settings (the original model is exported the same way)."""
     from ..export import GraphOptimization, export_onnx, onnx_metadata
-    from .recipe import BenchSettings
 
-    b = ctx.bench or BenchSettings()
     return export_onnx(model, path, ctx.input_shape, onnx_metadata(Checkpoint(model, ctx.meta)),
-                       optimize=GraphOptimization("auto", b.batch, b.threads))
+                       optimize=GraphOptimization("auto", ctx.bench.batch, ctx.bench.threads))
 
 
 def run_quantize(stage: QuantizeStage, state: ModelState, ctx: StageContext) -> ModelState:
@@ -130,9 +127,8 @@ def _faster_of_float_and_int8(model: nn.Module, int8: Path, info: dict, ctx: Sta
     """Time the float and int8 models side by side (the recipe's latency settings) and keep the
     faster: on small models ONNX Runtime's int8 kernels can lose to float32 on a CPU."""
     from ..runtime import benchmark
-    from .recipe import BenchSettings
 
-    b = ctx.bench or BenchSettings()
+    b = ctx.bench
     candidate = export_float_onnx(model, ctx.stage_dir / "float-candidate.onnx", ctx)
     res = benchmark([candidate, int8], batch=b.batch, threads=b.threads, rounds=b.rounds, warmup=b.warmup)
     speedup = res[1]["speedup"]
