@@ -38,13 +38,16 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
           lr: float = typer.Option(2e-3), seed: int = typer.Option(0),
           hflip: bool = typer.Option(False, help="random horizontal flips"),
           shift: bool = typer.Option(False, help="random 2-pixel shifts"),
+          val_samples: Optional[int] = typer.Option(
+              None, min=0, help="training samples held out to pick the best epoch and, later, to judge "
+                                "compression (default: a tenth, at most 5000)"),
           data_dir: Optional[Path] = typer.Option(None, help="folder with the data set files"),
           out: Path = typer.Option(..., help="checkpoint folder to write")) -> None:
     """Train a model and write a checkpoint folder (weights.safetensors + model.json)."""
     from .train import TrainConfig, train_model
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=shift, hflip=hflip)
-    ckpt = train_model(model, dataset, config, out=out, data_dir=data_dir)
+    ckpt = train_model(model, dataset, config, out=out, data_dir=data_dir, val_samples=val_samples)
     m = ckpt.meta["metrics"]
     console.print(f"test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} "
                   f"({m['train_seconds']:.0f} s); checkpoint written to {out}")
@@ -151,14 +154,21 @@ def prune_cmd(checkpoint: Path,
               target_macs: Optional[float] = typer.Option(None, help="structured: fraction of MACs to keep"),
               target_latency: Optional[float] = typer.Option(
                   None, help="structured: fraction of the ONNX Runtime latency to keep (channel counts measured)"),
-              latency_batch: int = typer.Option(1, help="batch size --target-latency measures at"),
+              latency_batch: int = typer.Option(1, help="batch size the latency layout measures at"),
+              layout: Optional[str] = typer.Option(
+                  None, help="structured: latency (channel counts by measured ONNX Runtime latency; default for "
+                             "targets) | uniform (one ratio for every layer)"),
               scope: Optional[str] = typer.Option(None, help="global | layer | sensitivity"),
-              schedule: str = typer.Option("oneshot", help="oneshot | gradual (cubic, Zhu & Gupta)"),
+              schedule: Optional[str] = typer.Option(
+                  None, help="oneshot | gradual (cubic, Zhu & Gupta; default for unstructured with >= 2 "
+                             "fine-tune epochs)"),
               pruning_steps: int = typer.Option(10, help="pruning steps of the gradual schedule"),
               finetune_epochs: int = typer.Option(0, min=0), lr: float = typer.Option(1e-3),
               finetune_augment: Optional[bool] = typer.Option(
                   None, "--finetune-augment/--no-finetune-augment",
-                  help="random flips and shifts while fine-tuning (default: on, except for digits)"),
+                  help="random flips and shifts while fine-tuning (default: as the model was trained)"),
+              distill: bool = typer.Option(True, "--distill/--no-distill",
+                                           help="fine-tune by distillation from the unpruned model"),
               n: int = typer.Option(2, help="N of N:M"), m: int = typer.Option(4, help="M of N:M"),
               layers: Optional[str] = typer.Option(None, help="comma-separated layer names to prune"),
               exclude: Optional[str] = typer.Option(None, help="comma-separated layer names to keep"),
@@ -176,13 +186,14 @@ def prune_cmd(checkpoint: Path,
         return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
     config = {"method": method, "criterion": criterion, "target_macs": target_macs,
-              "target_latency": target_latency, "latency_batch": latency_batch,
-              **({"sparsity": sparsity} if sparsity is not None else {}),
-              "scope": scope, "schedule": schedule, "pruning_steps": pruning_steps,
+              "target_latency": target_latency, "latency_batch": latency_batch, "layout": layout,
+              "scope": scope, "schedule": schedule, "sparsity": sparsity, "pruning_steps": pruning_steps,
               "finetune_epochs": finetune_epochs, "finetune_lr": lr, "finetune_augment": finetune_augment,
-              "n": n, "m": m,
+              "distill": distill, "n": n, "m": m,
               "layers": names(layers), "exclude": names(exclude) or [],
               "layer_sparsity": parse_layer_values(layer_sparsity), "round_to": round_to}
+    # unset options stay unset, so the config's own defaults (which depend on the method) apply
+    config = {k: v for k, v in config.items() if v is not None}
     r = prune_checkpoint(checkpoint, config, out, dataset=dataset, data_dir=data_dir, progress=not as_json,
                          log=None if as_json else (lambda s: err.print(f"[cyan]{s}[/cyan]")))
     if as_json:
@@ -341,13 +352,23 @@ def recipes_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 def compress_cmd(checkpoint: Path, recipe: str = typer.Option(..., help="built-in recipe name or a YAML file"),
                  out: Path = typer.Option(..., help="output folder (stages/, state.json, report.md/json)"),
                  resume: bool = typer.Option(False, help="continue after the last completed stage"),
+                 max_accuracy_drop: Optional[float] = typer.Option(
+                     None, min=0.0, help="accuracy budget in points (default: the recipe's); stages that would "
+                                         "spend more are weakened until they fit"),
+                 time_budget: Optional[str] = typer.Option(
+                     None, help="stop weakening stages after this long (e.g. 90s, 30m, 1.5h); the best in-budget "
+                                "result so far is always OUT/model.onnx or OUT/model.eslim"),
+                 adapt: bool = typer.Option(True, "--adapt/--no-adapt",
+                                            help="weaken stages to meet the budget (--no-adapt: run as written)"),
                  data_dir: Optional[Path] = None, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Run a recipe's stages (prune, distill, share_weights, quantize, export) with a checkpoint
-    after each and a report of every stage's accuracy, size, MACs and latency."""
+    """Run a recipe's stages (prune, distill, share_weights, quantize, export) within an accuracy
+    budget, with a checkpoint after each and a report of every stage's accuracy, size, MACs and latency."""
     from .pipeline import compress
+    from .pipeline.budget import parse_duration
 
-    r = compress(checkpoint, recipe, out, resume=resume, data_dir=data_dir, progress=not as_json,
-                 console=console)
+    r = compress(checkpoint, recipe, out, resume=resume, max_accuracy_drop=max_accuracy_drop,
+                 time_budget=parse_duration(time_budget) if time_budget else None, adapt=adapt,
+                 data_dir=data_dir, progress=not as_json, console=console)
     if as_json:
         _print_json(r)
 

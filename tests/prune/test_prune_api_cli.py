@@ -118,13 +118,17 @@ def test_finetune_loss_fn_is_used_for_finetuning_only(digits):
     assert calls["calibration"] == 3 and calls["finetune"] == len(range(0, len(digits.train), 128))
 
 
-@pytest.mark.parametrize("augment,fashion,digits", [(None, True, False), (True, True, True), (False, False, False)])
-def test_finetune_augmentation_follows_the_config(augment, fashion, digits):
-    from types import SimpleNamespace
-
+@pytest.mark.parametrize("augment,trained_with_flips,trained_plain", [(None, True, False), (True, True, True),
+                                                                    (False, False, False)])
+def test_finetune_repeats_how_the_model_was_trained(augment, trained_with_flips, trained_plain):
     from edgeslim.prune.api import _finetune_config
+    from edgeslim.train import TrainConfig
 
-    config = P.make_config(finetune_epochs=1, finetune_augment=augment)
-    for name, expected in (("fashion-mnist", fashion), ("digits", digits)):  # None: the data set's default
-        cfg = _finetune_config(config, SimpleNamespace(name=name))
+    config = P.make_config(finetune_epochs=3, finetune_lr=5e-4, finetune_augment=augment)
+    for trained, expected in ((TrainConfig(augment=True, hflip=True, optimizer="sgd", label_smoothing=0.1),
+                               trained_with_flips), (TrainConfig(), trained_plain), (None, trained_plain)):
+        cfg = _finetune_config(config, trained and trained.model_dump())  # None: nothing recorded
         assert (cfg.augment, cfg.hflip) == (expected, expected)
+        assert (cfg.epochs, cfg.lr) == (3, 5e-4)  # the fine-tune's own settings
+        if trained is not None:
+            assert (cfg.optimizer, cfg.label_smoothing) == (trained.optimizer, trained.label_smoothing)

@@ -48,6 +48,10 @@ class DataBundle:
     test: Split
     class_names: list[str]
     preprocess: Preprocess
+    # held out of the training split (never the test split): best-epoch selection and accuracy-budget
+    # decisions; the test split is measured once, for the report
+    val: Split | None = None
+    validation: dict | None = None  # how val was drawn: {"samples", "seed"} (see hold_out)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -78,6 +82,30 @@ def bundle_from_pixels(name: str, train_px: np.ndarray, train_y: np.ndarray, tes
         return Split(torch.from_numpy(preprocess.normalize_batch(px)), torch.from_numpy(y.astype(np.int64)))
 
     return DataBundle(name, split(train_px, train_y), split(test_px, test_y), class_names, preprocess)
+
+
+def default_validation_samples(train_samples: int) -> int:
+    """How many training samples ``edgeslim train`` holds out: a tenth, at most 5,000."""
+    return min(5000, train_samples // 10)
+
+
+def hold_out(data: DataBundle, samples: int | None = None, seed: int = 0) -> DataBundle:
+    """``data`` with ``samples`` random training samples moved to ``data.val`` (a reproducible
+    choice: the same ``samples`` and ``seed`` pick the same images, so a checkpoint can record
+    them and every later stage holds out exactly what its training never saw)."""
+    if data.val is not None:
+        raise DataError(f"{data.name}: a validation split is already held out ({len(data.val)} samples)")
+    n = len(data.train)
+    samples = default_validation_samples(n) if samples is None else samples
+    if not 0 <= samples < n:
+        raise DataError(f"validation samples must be in [0, {n}) for {data.name}'s {n} training samples, got {samples}")
+    record = {"samples": samples, "seed": seed}
+    if samples == 0:
+        return DataBundle(data.name, data.train, data.test, data.class_names, data.preprocess, None, record)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, train = order[:samples], order[samples:]
+    return DataBundle(data.name, Split(data.train.x[train], data.train.y[train]), data.test, data.class_names,
+                      data.preprocess, Split(data.train.x[val], data.train.y[val]), record)
 
 
 def find_fashion_mnist(data_dir: str | Path | None = None) -> Path | None:
@@ -197,7 +225,14 @@ def load_dataset_for(meta: dict, dataset: str | None = None, data_dir: str | Pat
     if not name:
         raise DataError("the checkpoint does not record its data set; name the data set to use")
     pad = (meta.get("preprocess") or {}).get("pad_to")
-    return load_dataset(name, data_dir, pad_to=pad[0] if pad else None)
+    data = load_dataset(name, data_dir, pad_to=pad[0] if pad else None)
+    held = meta.get("validation") if name == meta.get("dataset") else None
+    if held:  # the samples the checkpoint's training held out
+        return hold_out(data, held["samples"], held["seed"])
+    # a checkpoint that records none (older, or trained elsewhere) saw every training sample
+    data = hold_out(data)
+    data.validation["seen_in_training"] = True
+    return data
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, pad_to: int | None = None) -> DataBundle:

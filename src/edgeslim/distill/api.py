@@ -309,11 +309,11 @@ def distill_checkpoint(teacher: str | Path, student: str | None = None, width: f
     if tuple(data.input_shape) != t_ckpt.input_shape:
         raise ConfigError(f"student input {data.input_shape} differs from the teacher's {t_ckpt.input_shape}")
     t0 = time.perf_counter()
-    history = distill(s_model, t_ckpt.model, data.train, config, val=data.test, progress=progress)
+    history = distill(s_model, t_ckpt.model, data.train, config, val=data.val, progress=progress)
     metrics = evaluate_split(s_model, data.test)
     metrics["train_seconds"] = time.perf_counter() - t0
     metrics["teacher_accuracy"] = t_ckpt.meta.get("metrics", {}).get("accuracy", math.nan)
-    meta = checkpoint_meta(data, metrics, history=history,
+    meta = checkpoint_meta(data, metrics, history=history, validation=data.validation,
                            distill={"teacher": str(teacher), "width": width, **config.model_dump()})
     if out is not None:
         save_checkpoint(s_model, out, meta)

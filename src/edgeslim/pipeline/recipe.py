@@ -28,17 +28,13 @@ class _Strict(BaseModel):
 
 class PruneStage(PruneConfig):
     """Every ``edgeslim.prune`` setting (``PruneConfig``: method unstructured / structured /
-    nm, criterion, sparsity or target_macs, scope, schedule oneshot / gradual, fine-tuning...)
-    plus how fine-tuning learns: by distillation from the original model (``distill``,
-    ``temperature``, ``alpha``) or from the labels only."""
+    nm, criterion, sparsity or target_macs, scope, schedule oneshot / gradual, fine-tuning
+    distilled from the original model or learnt from the labels only...)."""
     type: Literal["prune"]
-    distill: bool = True
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.7, ge=0, le=1)
 
     def prune_config(self) -> PruneConfig:
         # only the fields the recipe set, so PruneConfig's own defaults and checks apply unchanged
-        return PruneConfig(**self.model_dump(exclude_unset=True, exclude={"type", "distill", "temperature", "alpha"}))
+        return PruneConfig(**self.model_dump(exclude_unset=True, exclude={"type"}))
 
     def summary(self) -> str:
         ft = f", {self.finetune_epochs} fine-tune epoch(s){' KD' if self.distill else ''}" if self.finetune_epochs else ""

@@ -13,7 +13,6 @@ import torch.nn as nn
 from ..data.datasets import DataBundle
 from ..errors import ConfigError
 from ..models.checkpoint import Checkpoint
-from ..train.api import NO_AUGMENT_DATASETS
 from .recipe import BenchSettings, DistillStage, ExportStage, PruneStage, QuantizeStage, ShareWeightsStage
 
 DEPLOY_FILE = "model.onnx"
@@ -34,8 +33,13 @@ class StageContext:
         return tuple(self.meta["input_shape"])
 
     @property
+    def trained_with(self) -> dict[str, Any] | None:
+        """How the original model was trained (fine-tunes repeat its augmentation and optimiser)."""
+        return self.meta.get("train_config")
+
+    @property
     def augment(self) -> bool:
-        return self.data.name not in NO_AUGMENT_DATASETS
+        return bool((self.trained_with or {}).get("augment") or (self.trained_with or {}).get("hflip"))
 
 
 @dataclass
@@ -51,10 +55,10 @@ class ModelState:
 
 
 def _train_config(ctx: StageContext, epochs: int, lr: float, batch_size: int = 128, max_steps: int | None = None):
-    from ..train import TrainConfig
+    from ..train import finetune_config
 
-    return TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_steps=max_steps, seed=ctx.seed,
-                       augment=ctx.augment, hflip=ctx.augment)
+    return finetune_config(ctx.trained_with, epochs=epochs, lr=lr, batch_size=batch_size, max_steps=max_steps,
+                           seed=ctx.seed)
 
 
 def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelState:
@@ -69,8 +73,8 @@ def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelS
     if config.target_latency and not {"latency_batch", "latency_threads"} & stage.model_fields_set:
         # latency is planned the way the report measures it
         config = config.model_copy(update={"latency_batch": ctx.bench.batch, "latency_threads": ctx.bench.threads})
-    pruned, summary = prune(state.model, config, data=ctx.data, example_input_shape=ctx.input_shape,
-                            finetune_loss_fn=kd, progress=ctx.progress)
+    pruned, summary = prune(Checkpoint(state.model, ctx.meta), config, data=ctx.data,
+                            example_input_shape=ctx.input_shape, finetune_loss_fn=kd, progress=ctx.progress)
     keep = ("layer_sparsity", "channel_ratio", "channels", "latency_plan", "schedule", "planned_layer_sparsity",
             "nm", "after")
     return ModelState(pruned, info={k: summary[k] for k in keep if k in summary})

@@ -12,6 +12,7 @@ import torch.nn as nn
 from pydantic import ValidationError
 
 from ..errors import ConfigError
+from ..models.checkpoint import Checkpoint
 from ..evaluate.metrics import evaluate_split
 from ..evaluate.size import count_macs, count_nonzero_params, count_params
 from ..train.loop import LossFn, TrainConfig, fit
@@ -28,7 +29,8 @@ from .unstructured import (apply_masks, current_masks, layer_sparsity, magnitude
 def make_config(config: PruneConfig | dict | None = None, **overrides: Any) -> PruneConfig:
     """A PruneConfig from a config, a dict and/or keyword overrides; ConfigError names bad fields."""
     try:
-        base = config.model_dump() if isinstance(config, PruneConfig) else dict(config or {})
+        # only what was set: a default (e.g. sparsity) must not count as the caller's choice
+        base = config.model_dump(exclude_unset=True) if isinstance(config, PruneConfig) else dict(config or {})
         return PruneConfig(**{**base, **overrides})
     except ValidationError as e:
         raise config_error(e) from None
@@ -43,13 +45,11 @@ def _splits(data: Any) -> tuple[Any, Any]:
     return data, None
 
 
-def _finetune_config(config: PruneConfig, data: Any, **extra: Any) -> TrainConfig:
-    from ..train.api import default_train_config
+def _finetune_config(config: PruneConfig, trained_with: dict | None, **extra: Any) -> TrainConfig:
+    from ..train.api import finetune_config
 
-    if config.finetune_augment is not None:
-        extra = {"augment": config.finetune_augment, "hflip": config.finetune_augment, **extra}
-    return default_train_config(getattr(data, "name", ""), epochs=config.finetune_epochs, lr=config.finetune_lr,
-                                batch_size=config.finetune_batch_size, seed=config.seed, **extra)
+    return finetune_config(trained_with, config.finetune_augment, epochs=config.finetune_epochs,
+                           lr=config.finetune_lr, batch_size=config.finetune_batch_size, seed=config.seed, **extra)
 
 
 def _stats(model: nn.Module, shape: tuple[int, ...], test: Any) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def _stats(model: nn.Module, shape: tuple[int, ...], test: Any) -> dict[str, Any
     return out
 
 
-def prune(model: nn.Module, config: PruneConfig | dict | None = None, data: Any = None, *,
+def prune(model: nn.Module | Checkpoint, config: PruneConfig | dict | None = None, data: Any = None, *,
           example_input_shape: tuple[int, ...] | None = None, loss_fn: LossFn | None = None,
           finetune_loss_fn: LossFn | None = None, progress: bool = False,
           log: Callable[[str], None] | None = None, **overrides: Any
@@ -72,10 +72,15 @@ def prune(model: nn.Module, config: PruneConfig | dict | None = None, data: Any 
     fine-tuning, test split for the accuracy in the summary) or a ``Split``. Masks are
     folded into plain tensors before returning. ``loss_fn(model, x, y) -> (loss, logits)``
     drives Taylor saliency and fine-tuning; ``finetune_loss_fn`` overrides it for
-    fine-tuning only (e.g. ``edgeslim.distill.kd_loss_fn(dense_model)`` to recover accuracy
-    by distilling from the unpruned model). ``summary`` holds the per-layer sparsity,
-    params / non-zeros / MACs / accuracy before and after, and the schedule followed.
+    fine-tuning only. By default (``config.distill``) fine-tuning distils from the unpruned
+    model, repeats the augmentation and optimiser the model was trained with (a ``Checkpoint``
+    records them; a bare module: none) and ends with the weights of the epoch that scored best on
+    ``data.val`` (held out of training) once the final sparsity is reached. ``summary`` holds the
+    per-layer sparsity, params / non-zeros / MACs / accuracy before and after, and the schedule.
     """
+    meta: dict[str, Any] = {}
+    if isinstance(model, Checkpoint):
+        model, meta = model.model, model.meta
     config = make_config(config, **overrides)
     config.check_against(model, data)
     train, test = _splits(data)
@@ -85,16 +90,21 @@ def prune(model: nn.Module, config: PruneConfig | dict | None = None, data: Any 
     log = log or (lambda s: None)
     t0 = time.perf_counter()
     work = copy.deepcopy(model)
+    if finetune_loss_fn is None and config.distill and config.finetune_epochs:
+        from ..distill import kd_loss_fn
+
+        finetune_loss_fn = kd_loss_fn(model, config.temperature, config.alpha, seed=config.seed)
     if finetune_loss_fn is not None:
         loss_fn = _TwoLosses(loss_fn, finetune_loss_fn)
+    recovery = _Recovery(data, meta.get("train_config"))
     before = _stats(work, shape, test)
     log(f"pruning ({config.method}, {config.criterion}, {config.schedule})")
     if config.method == "structured":
-        work, details = _structured(work, config, data, shape, loss_fn, progress, log)
+        work, details = _structured(work, config, recovery, shape, loss_fn, progress, log)
     elif config.method == "nm":
-        details = _nm(work, config, data, loss_fn, progress)
+        details = _nm(work, config, recovery, loss_fn, progress)
     else:
-        details = _unstructured(work, config, data, loss_fn, progress)
+        details = _unstructured(work, config, recovery, loss_fn, progress)
     make_permanent(work)
     work.eval()
     after = _stats(work, shape, test)
@@ -142,12 +152,24 @@ class _TwoLosses:
         return (self.calibration or cross_entropy)(model, x, y)
 
 
+class _Recovery:
+    """What every fine-tune of one prune call shares: the data (and its held-out split) and how the
+    original model was trained."""
+
+    def __init__(self, data: Any, trained_with: dict | None):
+        self.train, _ = _splits(data)
+        self.test = None  # fine-tuning never sees it
+        self.val = getattr(data, "val", None)
+        self.trained_with = trained_with
+
+
 def _finetune(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None, progress: bool,
-              on_step: Callable[[int], None] | None = None, **extra: Any) -> list[dict]:
-    train, _ = _splits(data)
+              on_step: Callable[[int], None] | None = None, best_after_step: int = 0, **extra: Any) -> list[dict]:
+    """Fine-tune ``model``; ``data`` is a _Recovery (train + val split, the original's training)."""
     loss_fn = loss_fn.finetune if isinstance(loss_fn, _TwoLosses) else loss_fn
-    return fit(model, train, _finetune_config(config, data, **extra), loss_fn=loss_fn, progress=progress,
-               description="fine-tune", on_step=on_step)
+    return fit(model, data.train, _finetune_config(config, data.trained_with, **extra), loss_fn=loss_fn,
+               val=data.val, progress=progress, description="fine-tune", on_step=on_step,
+               best_after_step=best_after_step)
 
 
 def _unstructured(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None,
@@ -191,7 +213,8 @@ def _unstructured(model: nn.Module, config: PruneConfig, data: Any, loss_fn: Los
             prune_to(levels[k])
             schedule.append({"step": t, "sparsity": levels[k]})
 
-    details["finetune"] = _finetune(model, config, data, loss_fn, progress, on_step)
+    details["finetune"] = _finetune(model, config, data, loss_fn, progress, on_step,
+                                    best_after_step=dt * config.pruning_steps)
     if schedule[-1]["sparsity"] < config.sparsity:  # too few training steps for the schedule
         prune_to(config.sparsity)
         schedule.append({"step": total, "sparsity": config.sparsity})
@@ -233,8 +256,9 @@ def _nm(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None
 
 def _prune_to_latency(model: nn.Module, config: PruneConfig, train: Any, shape: tuple[int, ...], kwargs: dict,
                       log: Callable[[str], None]) -> tuple[StructuredResult, dict]:
-    """Channel counts that meet ``config.target_latency``, chosen by measuring ONNX Runtime
-    (``edgeslim.prune.latency``; candidates scored by accuracy on calibration samples), applied."""
+    """Channel counts that meet ``config.target_latency`` (or ``target_macs`` with the latency
+    layout), chosen by measuring ONNX Runtime (``edgeslim.prune.latency``; candidates scored by
+    accuracy on calibration samples), applied."""
     from .latency import DeployedLatency, candidate_layers, plan_for_latency
 
     calibration = train.subset(config.calibration_batches * config.calibration_batch_size, seed=config.seed)
@@ -245,10 +269,14 @@ def _prune_to_latency(model: nn.Module, config: PruneConfig, train: Any, shape: 
         return prune_structured(model, shape, ratio=0.0, max_ratio=0.999,
                                 **{**kwargs, "layer_ratios": {**fixed, **ratios}})
 
+    done = None
+    if config.target_macs:
+        macs_budget = config.target_macs * count_macs(model, shape)
+        done = lambda m, fraction: count_macs(m, shape) <= macs_budget  # noqa: E731
     latency = DeployedLatency(model, shape, config.latency_batch, config.latency_threads)
-    plan = plan_for_latency(model, candidates, config.target_latency, lambda r: layout(r).model,
+    plan = plan_for_latency(model, candidates, config.target_latency or 0.0, lambda r: layout(r).model,
                             lambda m: evaluate_split(m, calibration)["accuracy"], latency,
-                            step=config.latency_step, progress=log, confirm=latency.confirm)
+                            step=config.latency_step, progress=log, confirm=latency.confirm, done=done)
     return layout(plan.ratios), plan.summary()
 
 
@@ -264,7 +292,7 @@ def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[i
     macs0 = count_macs(model, shape)
     if config.schedule == "oneshot":
         details: dict[str, Any] = {}
-        if config.target_latency:
+        if config.effective_layout == "latency":
             res, details["latency_plan"] = _prune_to_latency(model, config, train, shape, kwargs, log)
         elif config.target_macs:
             res = prune_structured(model, shape, target_macs=config.target_macs, **kwargs)
@@ -306,8 +334,7 @@ def prune_checkpoint(folder: str | Path, config: PruneConfig | dict, out: str | 
     config = make_config(config)
     ckpt = load_checkpoint(folder)
     data = load_dataset_for(ckpt.meta, dataset, data_dir, default="fashion-mnist")
-    pruned, summary = prune(ckpt.model, config, data, example_input_shape=ckpt.input_shape,
-                            progress=progress, log=log)
+    pruned, summary = prune(ckpt, config, data, example_input_shape=ckpt.input_shape, progress=progress, log=log)
     metrics = evaluate_split(pruned, data.test)
     stage = {"stage": "prune", "method": config.method, "criterion": config.criterion,
              "weight_sparsity": summary["after"]["weight_sparsity"],

@@ -29,7 +29,9 @@ class PruneConfig(BaseModel):
                           "per-layer channel ratio (structured)")
     # default: global ranking for single weights, the same ratio per layer for channels
     scope: Optional[Literal["global", "layer", "sensitivity"]] = None
-    schedule: Literal["oneshot", "gradual"] = "oneshot"
+    # None: gradual for unstructured pruning with >= 2 fine-tune epochs to spread it over, else oneshot
+    # (structured layouts are planned once, by MACs or measured latency, then fine-tuned)
+    schedule: Optional[Literal["oneshot", "gradual"]] = None
     initial_sparsity: float = Field(0.0, description="s_i of the cubic schedule")
     pruning_steps: int = Field(10, ge=1, description="n of the cubic schedule")
     pruning_fraction: float = Field(0.7, gt=0, le=1,
@@ -38,6 +40,11 @@ class PruneConfig(BaseModel):
     # structured: keep at most this fraction of the original's latency, measured on ONNX Runtime
     # at latency_batch / latency_threads; channel counts per layer are chosen by measurement
     target_latency: Optional[float] = None
+    # how a structured target spreads over layers: "latency" picks every layer's channel count by
+    # measuring ONNX Runtime (NetAdapt-style; a uniform ratio can halve the MACs and run no faster),
+    # "uniform" removes the same ratio everywhere. None: latency for target_latency and for a
+    # one-shot target_macs without round_to, else uniform
+    layout: Optional[Literal["uniform", "latency"]] = None
     latency_batch: int = Field(1, ge=1)
     latency_threads: Optional[int] = Field(1, ge=1)
     # structured: time the original and the pruned model side by side on ONNX Runtime (at
@@ -52,8 +59,14 @@ class PruneConfig(BaseModel):
     finetune_epochs: int = Field(0, ge=0)
     finetune_lr: float = Field(1e-3, gt=0)
     finetune_batch_size: int = Field(128, ge=1)
-    # random flips + 2-pixel shifts while fine-tuning; None: the data set's default (on, except digits)
+    # random flips + 2-pixel shifts while fine-tuning; None: as the model was trained (its checkpoint's
+    # train_config; none recorded: off)
     finetune_augment: Optional[bool] = None
+    # fine-tuning distils from the unpruned model (Hinton loss at this temperature, alpha on the
+    # soft targets) instead of learning from the labels alone
+    distill: bool = True
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.7, ge=0, le=1)
     calibration_batches: int = Field(8, ge=1)
     calibration_batch_size: int = Field(64, ge=1)
     round_to: Optional[int] = Field(None, ge=1)
@@ -83,6 +96,9 @@ class PruneConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "PruneConfig":
+        if self.schedule is None:
+            gradual = self.method == "unstructured" and self.finetune_epochs >= 2
+            object.__setattr__(self, "schedule", "gradual" if gradual else "oneshot")  # stays "unset"
         if self.criterion == "bn_scale" and self.method != "structured":
             raise ValueError("criterion 'bn_scale' ranks channels, so it needs method='structured'")
         if (self.method == "structured" and self.target_macs is None and self.target_latency is None
@@ -92,12 +108,16 @@ class PruneConfig(BaseModel):
         for name in ("target_macs", "target_latency"):
             if getattr(self, name) is not None and self.method != "structured":
                 raise ValueError(f"{name} applies to method='structured' only")
-        if self.target_latency is not None:
-            if self.target_macs is not None:
-                raise ValueError("give target_macs or target_latency, not both")
+        if self.target_latency is not None and self.target_macs is not None:
+            raise ValueError("give target_macs or target_latency, not both")
+        if self.target_latency is not None and self.layout == "uniform":
+            raise ValueError("target_latency chooses channel counts by measurement: layout must be 'latency'")
+        if self.effective_layout == "latency":
+            if self.method != "structured" or not (self.target_latency or self.target_macs):
+                raise ValueError("layout 'latency' plans a structured prune to target_latency or target_macs")
             if self.schedule != "oneshot" or self.round_to:
-                raise ValueError("target_latency plans every layer's channel count once, by measurement: use "
-                                 "schedule='oneshot' and no round_to")
+                raise ValueError("the latency layout plans every layer's channel count once, by measurement: use "
+                                 "schedule='oneshot' and no round_to (or layout='uniform')")
         if self.method == "nm" and not self.n < self.m:
             raise ValueError(f"N:M sparsity needs n < m, got {self.n}:{self.m}")
         if self.method == "nm" and self.schedule == "gradual":
@@ -112,6 +132,16 @@ class PruneConfig(BaseModel):
         return self
 
     @property
+    def effective_layout(self) -> str | None:
+        if self.method != "structured":
+            return None
+        if self.layout:
+            return self.layout
+        planned = self.target_latency is not None or (
+            self.target_macs is not None and self.schedule == "oneshot" and not self.round_to)
+        return "latency" if planned else "uniform"
+
+    @property
     def effective_scope(self) -> str:
         return self.scope or ("layer" if self.method == "structured" else "global")
 
@@ -122,7 +152,7 @@ class PruneConfig(BaseModel):
     @property
     def needs_data(self) -> bool:
         return (self.criterion == "taylor" or self.finetune_epochs > 0 or self.scope == "sensitivity"
-                or self.target_latency is not None)
+                or self.effective_layout == "latency")
 
     def check_against(self, model: nn.Module, data: Any = None) -> None:
         """Raise ConfigError for anything that would fail later: unknown layer names,
@@ -147,7 +177,8 @@ class PruneConfig(BaseModel):
         if self.needs_data and data is None:
             why = ("taylor importance needs calibration batches" if self.criterion == "taylor" else
                    "fine-tuning needs training data" if self.finetune_epochs else
-                   "target_latency scores candidate layouts on calibration data" if self.target_latency else
+                   "the latency layout scores candidate layouts on calibration data"
+                   if self.effective_layout == "latency" else
                    "sensitivity analysis needs evaluation data")
             raise ConfigError(f"{why}: pass data= (a DataBundle, or a Split)")
 

@@ -132,17 +132,22 @@ def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
                      prune_to: Callable[[dict[str, float]], nn.Module], score: Callable[[nn.Module], float],
                      latency: Callable[[nn.Module], float], step: float = 0.1, min_step: float = 0.02,
                      progress: Callable[[str], None] | None = None,
-                     confirm: Callable[[nn.Module], float] | None = None) -> LatencyPlan:
+                     confirm: Callable[[nn.Module], float] | None = None,
+                     done: Callable[[nn.Module, float], bool] | None = None) -> LatencyPlan:
     """Channel counts per candidate layer that bring ``latency(model)`` to at most ``target``
     times the original. ``prune_to(layer_ratios)`` builds a pruned copy of ``model``,
     ``score(model)`` rates one (higher is better: accuracy on calibration data); ``confirm``
-    (default ``latency``) re-times the original and each chosen layout."""
+    (default ``latency``) re-times the original and each chosen layout. ``done(model,
+    latency_fraction)`` replaces the latency target as the goal (e.g. a MAC budget: each step
+    still takes the cut that saves the most measured time for the least accuracy)."""
     confirm = confirm or latency
     original = {n: c for n, c in _channels(model).items() if n in candidates}
     keep = dict(original)
     base = current = confirm(model)
     plan = LatencyPlan(original, keep, base, base)
-    while current > target * base:
+    done = done or (lambda m, fraction: fraction <= target)
+    current_model = model
+    while not done(current_model, current / base):
         goal = current - step * base
         best = None
         for name in candidates:
@@ -155,14 +160,14 @@ def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
                 best = (name, k, pruned, s)
         if best is None:
             if step / 2 < min_step:
-                raise ConfigError(f"target_latency {target:.2f} is out of reach: the fastest layout found runs at "
-                                  f"{current / base:.2f} of the original latency ({current:.4f} ms vs "
+                raise ConfigError(f"the target is out of reach by measured latency: the fastest layout found runs "
+                                  f"at {current / base:.2f} of the original latency ({current:.4f} ms vs "
                                   f"{base:.4f} ms); ask for a larger fraction")
             step /= 2  # no layer can save a whole step any more: take smaller ones
             continue
         name, k, pruned, s = best
         keep[name] = k
-        current = confirm(pruned)
+        current_model, current = pruned, confirm(pruned)
         plan.steps.append({"layer": name, "keep": k, "latency_ms": round(current, 4),
                            "latency_fraction": round(current / base, 3), "score": round(s, 4)})
         if progress:

@@ -122,7 +122,8 @@ def quantize(model, config: QuantizeConfig | dict | None = None, calib_data=None
     t0 = time.perf_counter()
     x_calib = _calibration_x(calib, config, input_shape)
     float_onnx = export_onnx(torch_model, out / "float.onnx", input_shape, onnx_meta)
-    ctx = _Context(config, torch_model, input_shape, onnx_meta, x_calib, eval_split, train, out, float_onnx, log)
+    ctx = _Context(config, torch_model, input_shape, onnx_meta, x_calib, eval_split, train, out, float_onnx, log,
+                   meta.get("train_config"))
     runner = {"static": _static, "dynamic": _dynamic, "qat": _qat, "weight_sharing": _weight_sharing}[config.method]
     result = runner(ctx)
     result.summary.update(_evaluate(ctx, result.artifact, result.summary))
@@ -146,6 +147,15 @@ class _Context:
     out: Path
     float_onnx: Path
     log: Callable[[str], None]
+    trained_with: dict | None = None  # the model's own training settings (fine-tunes repeat them)
+
+    def finetune(self, epochs: int):
+        """QAT / centroid fine-tuning: as the model was trained, at the config's lr, constant."""
+        from ..train import finetune_config
+
+        cfg = self.config
+        return finetune_config(self.trained_with, epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
+                               schedule="constant")
 
     @property
     def labelled_eval(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -240,7 +250,7 @@ def _qat(ctx: _Context) -> QuantizeResult:
     import onnx
 
     from ..export import export_onnx
-    from ..train import TrainConfig, fit
+    from ..train import fit
     from .affine import qparams_from_range
     from .calibrate import collect_stats, compute_ranges
     from .prepare import fold_batchnorm
@@ -254,8 +264,7 @@ def _qat(ctx: _Context) -> QuantizeResult:
     folded = fold_batchnorm(m)
     prepare_qat(m, cfg.per_channel, cfg.symmetric)
     ctx.log(f"QAT: {cfg.epochs} epoch(s) of fine-tuning with fake quantization")
-    history = fit(m, ctx.train, TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                                            schedule="constant"), progress=False, description="qat")
+    history = fit(m, ctx.train, ctx.finetune(cfg.epochs), progress=False, description="qat")
     learned = finish_qat(m)
     work = Path(tempfile.mkdtemp(prefix="q-", dir=ctx.out))
     try:
@@ -294,12 +303,8 @@ def _weight_sharing(ctx: _Context) -> QuantizeResult:
         raise ConfigError("centroid fine-tuning needs labelled training data: pass train_data= or set epochs=0")
     m = copy.deepcopy(ctx.model).eval()
     before = {n: p.detach().clone() for n, p in m.named_parameters() if n.endswith("weight")}
-    from ..train import TrainConfig
-
     m, books = share_weights(m, {"conv": cfg.bits_conv, "linear": cfg.bits_linear}, data=ctx.train,
-                             finetune_epochs=cfg.epochs,
-                             train_config=TrainConfig(epochs=max(cfg.epochs, 1), lr=cfg.lr, batch_size=cfg.batch_size,
-                                                      seed=cfg.seed, schedule="constant"))
+                             finetune_epochs=cfg.epochs, train_config=ctx.finetune(max(cfg.epochs, 1)))
     artifact = export_onnx(m, ctx.out / "model.onnx", ctx.input_shape, ctx.metadata)
     np.savez(ctx.out / "codebooks.npz", **{f"{n}.codebook": b for n, (b, _) in books.items()},
              **{f"{n}.indices": i for n, (_, i) in books.items()})

@@ -1,5 +1,7 @@
-"""Training: ``fit(model, split, TrainConfig(...))`` and the high-level ``train_model``."""
-from .loop import TrainConfig, cross_entropy_loss, fit, iterate_batches, set_seed
-from .api import train_model
+"""Training: ``fit(model, split, TrainConfig(...))``, the high-level ``train_model`` and the
+``finetune_config`` every recovery fine-tune starts from."""
+from .loop import StopTraining, TrainConfig, cross_entropy_loss, fit, iterate_batches, set_seed
+from .api import finetune_config, train_model
 
-__all__ = ["TrainConfig", "fit", "train_model", "cross_entropy_loss", "iterate_batches", "set_seed"]
+__all__ = ["TrainConfig", "fit", "train_model", "finetune_config", "StopTraining", "cross_entropy_loss",
+           "iterate_batches", "set_seed"]

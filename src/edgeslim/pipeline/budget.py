@@ -1,0 +1,165 @@
+"""Budget-first compression: each stage gets a share of the accuracy budget and, when its
+recipe setting would spend more, is weakened (bisection on a strength between 0, the stage
+skipped, and 1, the recipe's setting) until it fits.
+
+Strength maps onto each stage's own knob so that halfway means "half as much compression":
+the kept fraction of weights, MACs, latency or channels is ``kept ** strength`` (geometric, so
+sparsity 0.94 at strength 0.5 keeps 24% of the weights, not 53%); weight-sharing bits rise
+from the recipe's towards 8; int8 quantization and N:M have no setting in between (on or off).
+
+Decisions are made on the validation split held out of training, never on the test split.
+A candidate counts as within its allowance when its measured drop plus one standard error of
+the paired difference (from the samples on which the two models disagree) stays inside it,
+so that a result accepted on validation holds on unseen data too, not by luck of the draw.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# how much of the budget each stage type may spend, relative to the others (export spends none)
+BUDGET_WEIGHTS = {"prune": 1.0, "distill": 1.0, "share_weights": 0.5, "quantize": 0.5, "export": 0.0}
+MIN_STRENGTH_GAP = 0.125  # bisection stops when passing and failing strengths are this close
+MAX_ATTEMPTS = 4  # per stage, the recipe's own setting included
+
+
+def allowances(stage_types: list[str], budget: float) -> list[float]:
+    """The cumulative accuracy drop (points) allowed after each stage: the budget shared out by
+    BUDGET_WEIGHTS, so early stages leave room for the later ones; the last lossy stage gets it all."""
+    weights = [BUDGET_WEIGHTS[t] for t in stage_types]
+    total = sum(weights) or 1.0
+    out, spent = [], 0.0
+    for w in weights:
+        spent += w
+        out.append(budget * spent / total)
+    return out
+
+
+def paired_drop(reference_correct, candidate_correct) -> tuple[float, float]:
+    """(drop in points, its standard error) of a candidate against the reference on the same samples."""
+    n = len(reference_correct)
+    lost = sum(1 for r, c in zip(reference_correct, candidate_correct) if r and not c)
+    gained = sum(1 for r, c in zip(reference_correct, candidate_correct) if c and not r)
+    drop = 100.0 * (lost - gained) / n
+    # McNemar: the difference of two paired proportions has variance (b + c) / n^2 (minus a tiny term)
+    stderr = 100.0 * math.sqrt(lost + gained) / n
+    return drop, stderr
+
+
+@dataclass
+class Attempt:
+    strength: float
+    drop: float  # points, on the validation split, against the original model
+    stderr: float
+    passed: bool
+    seconds: float
+    setting: str  # the stage's summary at this strength
+    folder: str | None = None  # where its output lives (relative to the run folder)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class StageSearch:
+    """Bisection over a stage's strength: 1 (the recipe) first, then between the strongest
+    setting that passed (0, skipping the stage, always does) and the mildest that failed."""
+    allowed: float
+    has_knob: bool
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def best(self) -> Attempt | None:
+        passed = [a for a in self.attempts if a.passed]
+        return max(passed, key=lambda a: a.strength) if passed else None
+
+    def next_strength(self, out_of_time: bool) -> float | None:
+        """The next strength to try, or None when the search is over."""
+        if not self.attempts:
+            return 1.0
+        best = self.best
+        if best is not None and best.strength >= 1.0:
+            return None
+        if out_of_time or not self.has_knob or len(self.attempts) >= MAX_ATTEMPTS:
+            return None
+        lo = best.strength if best else 0.0
+        hi = min(a.strength for a in self.attempts if not a.passed)
+        if hi - lo < MIN_STRENGTH_GAP + 1e-9:
+            return None
+        return (lo + hi) / 2
+
+    def judge(self, drop: float, stderr: float) -> bool:
+        return drop + stderr <= self.allowed + 1e-9
+
+
+# ---- each stage type's knob ---------------------------------------------------------------
+
+def _kept(fraction_kept: float, strength: float) -> float:
+    return fraction_kept ** strength
+
+
+def _weaken_prune(stage, x: float):
+    update: dict[str, Any] = {}
+    if stage.method == "nm":
+        return None  # N:M has no setting in between
+    if stage.target_macs is not None:
+        update["target_macs"] = _kept(stage.target_macs, x)
+    elif stage.target_latency is not None:
+        update["target_latency"] = _kept(stage.target_latency, x)
+    elif "sparsity" in stage.model_fields_set or stage.method == "unstructured":
+        update["sparsity"] = 1 - _kept(1 - stage.sparsity, x)
+    if stage.layer_sparsity:
+        update["layer_sparsity"] = {n: 1 - _kept(1 - s, x) for n, s in stage.layer_sparsity.items()}
+    return _copy(stage, update) if update else None
+
+
+def _weaken_share(stage, x: float):
+    def bits(b):
+        return None if b is None else int(round(b + (8 - b) * (1 - x)))
+    return _copy(stage, {"conv_bits": bits(stage.conv_bits), "linear_bits": bits(stage.linear_bits)})
+
+
+def _weaken_distill(stage, x: float):
+    return _copy(stage, {"width": _kept(stage.width, x)}) if stage.width else None
+
+
+WEAKEN: dict[str, Callable[[Any, float], Any]] = {
+    "prune": _weaken_prune, "share_weights": _weaken_share, "distill": _weaken_distill,
+}
+
+
+def _copy(stage, update: dict[str, Any]):
+    # re-validated, so a weakened stage obeys the same checks as one written by hand
+    return type(stage).model_validate({**stage.model_dump(exclude_unset=True), **update})
+
+
+def weakened(stage, strength: float):
+    """The stage at ``strength`` (1: as written; 0: skipped, returns None); for stages without
+    a setting in between (int8, N:M, export) only 1 exists."""
+    if strength >= 1.0:
+        return stage
+    if strength <= 0.0:
+        return None
+    weaken = WEAKEN.get(stage.type)
+    return weaken(stage, strength) if weaken else None
+
+
+def has_knob(stage) -> bool:
+    return weakened(stage, 0.5) is not None
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"30m"``, ``"1.5h"`` (or plain seconds) -> seconds."""
+    from ..errors import ConfigError
+
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    scale = units.get(text[-1:], None)
+    try:
+        value = float(text[:-1] if scale else text) * (scale or 1)
+    except ValueError:
+        raise ConfigError(f"time budget: expected a duration such as 90s, 30m or 1.5h, got {text!r}") from None
+    if value <= 0:
+        raise ConfigError(f"time budget: must be positive, got {text!r}")
+    return value
