@@ -54,10 +54,12 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
 
 
 @app.command("eval")
-def eval_cmd(checkpoint: Path, dataset: Optional[str] = None, data_dir: Optional[Path] = None,
+def eval_cmd(checkpoint: Path = typer.Argument(..., help="checkpoint folder, or an exported .onnx / .eslim file"),
+             dataset: Optional[str] = None, data_dir: Optional[Path] = None,
              limit: Optional[int] = typer.Option(None, help="evaluate on the first N test samples"),
              as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
-    """Accuracy, loss, per-class accuracy, params, non-zeros, MACs and checkpoint bytes."""
+    """Accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes of a checkpoint, or of
+    a deployable file run by ONNX Runtime (the on-device path)."""
     from .evaluate import evaluate_checkpoint
     from .report import rich_table
 
@@ -65,7 +67,7 @@ def eval_cmd(checkpoint: Path, dataset: Optional[str] = None, data_dir: Optional
     if as_json:
         return _print_json(r)
     keys = ["accuracy", "top5", "loss", "params", "nonzero_params", "sparsity", "macs", "bytes", "samples"]
-    console.print(rich_table([{"metric": k, "value": r[k]} for k in keys], title=str(checkpoint)))
+    console.print(rich_table([{"metric": k, "value": r[k]} for k in keys if k in r], title=str(checkpoint)))
     per_class = [{"class": n, "accuracy": a} for n, a in zip(r["class_names"], r["per_class_accuracy"])]
     console.print(rich_table(per_class, title="per-class accuracy"))
 

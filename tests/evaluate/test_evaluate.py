@@ -43,3 +43,31 @@ def test_evaluate_checkpoint_reports_everything(digits_checkpoint):
     for key in ("accuracy", "loss", "per_class_accuracy", "params", "nonzero_params", "macs", "bytes"):
         assert key in r
     assert r["dataset"] == "digits" and r["samples"] == 359 and r["bytes"] > r["params"] * 4
+
+
+def test_eval_accepts_an_exported_file_and_matches_the_checkpoint(digits_checkpoint, digits_onnx):
+    from typer.testing import CliRunner
+
+    from edgeslim.cli import app
+
+    folder, _ = digits_checkpoint
+    torch_result, file_result = evaluate_checkpoint(folder), evaluate_checkpoint(digits_onnx)
+    assert file_result["evaluated_with"] == "onnxruntime" and file_result["dataset"] == "digits"
+    assert abs(file_result["accuracy"] - torch_result["accuracy"]) < 1e-9  # same model, same test split
+    assert file_result["params"] == torch_result["params"] - sum(  # weights only: biases are not counted
+        m.bias.numel() for m in digits_checkpoint[1].model.modules() if getattr(m, "bias", None) is not None)
+    r = CliRunner().invoke(app, ["eval", str(digits_onnx), "--json"])
+    assert r.exit_code == 0, r.output
+    assert '"evaluated_with": "onnxruntime"' in r.output
+
+
+def test_eval_refuses_a_data_set_the_model_was_not_made_for(tmp_path):
+    import pytest
+
+    from edgeslim.errors import DataError
+    from edgeslim.train import TrainConfig, train_model
+
+    # digits padded to 28x28 has Fashion-MNIST's shape and class count: only the class names differ
+    train_model("lenet-300-100", "digits", TrainConfig(epochs=1), out=tmp_path / "m", progress=False)
+    with pytest.raises(DataError, match="classes T-shirt/top.*predicts 0, 1, 2, 3"):
+        evaluate_checkpoint(tmp_path / "m", dataset="fashion-mnist")
