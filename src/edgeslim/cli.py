@@ -577,9 +577,10 @@ def split_infer_cmd(url: str, head: Optional[Path] = typer.Option(None, help="he
     if as_json:
         return _print_json(summary)
     console.print(f"{p.class_name} ({p.probability:.1%})")
-    server = f", server {r.server_ms:.2f} ms" if r.server_ms is not None else ""
-    console.print(f"[dim]{r.total_ms:.2f} ms end to end (head {r.head_ms:.2f} ms{server}); {r.uplink_bytes:,} "
-                  f"bytes up, {r.downlink_bytes:,} down[/dim]", highlight=False)
+    parts = ([f"head {r.head_ms:.2f} ms"] if head else []) + (
+        [f"server {r.server_ms:.2f} ms"] if r.server_ms is not None else [])
+    console.print(f"[dim]{r.total_ms:.2f} ms end to end ({', '.join(parts) or 'full offload'}); "
+                  f"{r.uplink_bytes:,} bytes up, {r.downlink_bytes:,} down[/dim]", highlight=False)
 
 
 
