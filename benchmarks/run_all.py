@@ -19,7 +19,8 @@ ROOT = HERE.parent
 SCRIPTS = [("prune", "bench_prune.py", "prune.md"), ("quantize", "bench_quantize.py", "quantize.md"),
            ("distill", "bench_distill.py", "distill.md"),
            ("artifact", "bench_artifact.py", "artifact.md"),
-           ("pipeline", "bench_search.py", "pipeline.md"), ("edge", "bench_split.py", "edge.md")]
+           ("pipeline", "bench_search.py", "pipeline.md"), ("edge", "bench_split.py", "edge.md"),
+           ("serve", "bench_serve.py", "serve.md")]
 
 
 def collect() -> Path:

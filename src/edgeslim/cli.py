@@ -502,14 +502,65 @@ def split_cmd(model: Path, at: str = typer.Option(..., help="cut tensor (see `ed
     console.print(f"wrote {out / 'head.onnx'} and {out / 'tail.onnx'} (cut at {at})")
 
 
-@app.command("serve-tail")
-def serve_tail_cmd(model: Path, host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
-                   threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
-                   max_requests: Optional[int] = typer.Option(None, help="stop after N requests")) -> None:
-    """Serve a tail model (or any ONNX model) over HTTP: POST /v1/infer with a tensor message."""
+_HOST_OPT = typer.Option("127.0.0.1", help="address to listen on (beyond loopback needs a token)")
+_PORT_OPT = typer.Option(8000, help="TCP port, 1-65535")
+_TOKEN_FILE_OPT = typer.Option(None, "--token-file", help="file holding the bearer token (else $EDGESLIM_TOKEN)")
+_TLS_CERT_OPT = typer.Option(None, "--tls-cert", help="TLS certificate (PEM); with --tls-key")
+_TLS_KEY_OPT = typer.Option(None, "--tls-key", help="TLS private key (PEM); with --tls-cert")
+_NO_AUTH_OPT = typer.Option(False, "--insecure-no-auth", help="allow a non-loopback --host without a token")
+_MAX_BODY_OPT = typer.Option(None, "--max-body-bytes", help="largest request body (default: sized from the "
+                                                            "model input, 4-64 MiB)")
+_MAX_CONC_OPT = typer.Option(None, "--max-concurrency", help="requests served at once, more get 429 (default 32)")
+_TIMEOUT_OPT = typer.Option(None, "--request-timeout", help="seconds a request body may take, then 408 (default 30)")
+_NONFINITE_OPT = typer.Option(False, "--allow-nonfinite", help="accept NaN/Inf inputs (default: 422)")
+_MAX_REQ_OPT = typer.Option(None, "--max-requests", help="stop after N requests")
+
+
+def _serve(model: Path, host: str, port: int, token_file: Optional[Path], tls_cert: Optional[Path],
+           tls_key: Optional[Path], insecure_no_auth: bool, threads: int, cpus: Optional[str],
+           max_requests: Optional[int], public_key: Optional[Path] = None, **limits) -> None:
+    """What serve and serve-tail share: settings checked by the library, then the blocking server."""
+    from .serve.auth import load_token
+    from .serve.config import BindSettings, ServeSettings, make_settings
     from .serve.server import serve
 
-    serve(model, host, port, threads, _cpu_list(cpus), max_requests)
+    settings = make_settings(ServeSettings, **{k: v for k, v in limits.items() if v is not None})
+    bind = make_settings(BindSettings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+                         insecure_no_auth=insecure_no_auth)
+    serve(model, settings, bind, token=load_token(token_file), threads=threads, cpus=_cpu_list(cpus),
+          public_key=public_key, max_requests=max_requests, log=lambda line: err.print(line, highlight=False))
+
+
+@app.command("serve-tail")
+def serve_tail_cmd(model: Path, host: str = _HOST_OPT, port: int = _PORT_OPT,
+                   token_file: Optional[Path] = _TOKEN_FILE_OPT, tls_cert: Optional[Path] = _TLS_CERT_OPT,
+                   tls_key: Optional[Path] = _TLS_KEY_OPT, insecure_no_auth: bool = _NO_AUTH_OPT,
+                   max_body_bytes: Optional[int] = _MAX_BODY_OPT, max_concurrency: Optional[int] = _MAX_CONC_OPT,
+                   request_timeout: Optional[float] = _TIMEOUT_OPT, allow_nonfinite: bool = _NONFINITE_OPT,
+                   threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
+                   max_requests: Optional[int] = _MAX_REQ_OPT) -> None:
+    """Serve a tail model (or any ONNX model) over HTTP: POST /v1/infer with a tensor message."""
+    _serve(model, host, port, token_file, tls_cert, tls_key, insecure_no_auth, threads, cpus, max_requests,
+           max_body_bytes=max_body_bytes, max_concurrency=max_concurrency, request_timeout=request_timeout,
+           allow_nonfinite=allow_nonfinite)
+
+
+@app.command("serve")
+def serve_cmd(model: Path, host: str = _HOST_OPT, port: int = _PORT_OPT,
+              max_batch: int = typer.Option(8, help="rows run as one ONNX Runtime batch (1: no batching)"),
+              max_wait_ms: float = typer.Option(2.0, help="how long a batch waits to fill up"),
+              token_file: Optional[Path] = _TOKEN_FILE_OPT, tls_cert: Optional[Path] = _TLS_CERT_OPT,
+              tls_key: Optional[Path] = _TLS_KEY_OPT, insecure_no_auth: bool = _NO_AUTH_OPT,
+              max_body_bytes: Optional[int] = _MAX_BODY_OPT, max_concurrency: Optional[int] = _MAX_CONC_OPT,
+              request_timeout: Optional[float] = _TIMEOUT_OPT, allow_nonfinite: bool = _NONFINITE_OPT,
+              public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
+              threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
+              max_requests: Optional[int] = _MAX_REQ_OPT) -> None:
+    """Serve a whole model (.onnx or .eslim) with dynamic batching: POST an image to /v1/classify
+    (class name and probabilities) or a tensor message to /v1/infer."""
+    _serve(model, host, port, token_file, tls_cert, tls_key, insecure_no_auth, threads, cpus, max_requests,
+           public_key, max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
+           max_concurrency=max_concurrency, request_timeout=request_timeout, allow_nonfinite=allow_nonfinite)
 
 
 @app.command("split-infer")
@@ -517,11 +568,16 @@ def split_infer_cmd(url: str, head: Optional[Path] = typer.Option(None, help="he
                     image: Optional[Path] = typer.Option(None, help="image file (default: random input)"),
                     network: Optional[str] = typer.Option(None, help="emulate this network profile (loopback)"),
                     quantize_cut: bool = False, profiles: List[Path] = _PROFILES_OPT,
+                    token_file: Optional[Path] = _TOKEN_FILE_OPT,
+                    ca_cert: Optional[Path] = typer.Option(None, "--ca-cert", help="trust this certificate "
+                                                                                   "(a self-signed server)"),
                     threads: int = typer.Option(1, min=1), cpus: Optional[str] = _CPUS_OPT,
                     repeat: int = typer.Option(1, min=1), as_json: bool = typer.Option(False, "--json")) -> None:
-    """The device side: run the head, send the cut tensor to a tail server, print the result."""
+    """The device side: run the head, send the cut tensor to a tail server, print the class."""
     import numpy as np
 
+    from .runtime.runner import top_class
+    from .serve.auth import load_token
     from .serve.client import SplitClient
     from .serve.netem import Link
 
@@ -530,17 +586,24 @@ def split_infer_cmd(url: str, head: Optional[Path] = typer.Option(None, help="he
         from .edge import load_profiles
 
         link = Link.of(load_profiles(profiles).network(network))
-    with SplitClient(url, head, threads=threads, cpus=_cpu_list(cpus), link=link, quantize=quantize_cut) as client:
+    with SplitClient(url, head, threads=threads, cpus=_cpu_list(cpus), link=link, quantize=quantize_cut,
+                     token=load_token(token_file), verify=ca_cert or True) as client:
         x = client.load_image(image) if image else np.random.default_rng(0).standard_normal(
             client.input_shape()).astype(np.float32)
         results = [client.infer(x) for _ in range(repeat)]
+        class_names = client.metadata.get("class_names")
     r = results[-1]
-    summary = {"class_index": int(r.output.reshape(len(r.output), -1)[0].argmax()),
+    p = top_class(r.output.reshape(len(r.output), -1)[0], class_names)
+    summary = {"class_index": p.class_index, "class_name": p.class_name, "probability": p.probability,
                "total_ms": [round(s.total_ms, 3) for s in results], "head_ms": r.head_ms,
                "server_ms": r.server_ms, "uplink_bytes": r.uplink_bytes, "downlink_bytes": r.downlink_bytes}
     if as_json:
         return _print_json(summary)
-    console.print(summary)
+    console.print(f"{p.class_name} ({p.probability:.1%})")
+    parts = ([f"head {r.head_ms:.2f} ms"] if head else []) + (
+        [f"server {r.server_ms:.2f} ms"] if r.server_ms is not None else [])
+    console.print(f"[dim]{r.total_ms:.2f} ms end to end ({', '.join(parts) or 'full offload'}); "
+                  f"{r.uplink_bytes:,} bytes up, {r.downlink_bytes:,} down[/dim]", highlight=False)
 
 
 

@@ -11,6 +11,7 @@ from edgeslim.edge import analyze, split_model
 from edgeslim.serve import tensor_format as tf
 from edgeslim.serve.app import create_app
 from edgeslim.serve.client import ServerError, SplitClient
+from edgeslim.serve.config import ServeSettings
 from edgeslim.serve.netem import EmulatedNetworkTransport, Link, TokenBucket
 from edgeslim.serve.server import serve_in_thread
 
@@ -59,7 +60,7 @@ def test_server_validates_and_keeps_serving(split_cnn):
         ok = client.post("/v1/infer", content=good)  # the server still answers correctly
         assert ok.status_code == 200 and tf.decode(ok.content).shape == (1, 10)
     assert client.get("/health").json()["requests"] == len(bad)  # only the good ones reached the model
-    big = TestClient(create_app(folder / "tail.onnx", max_body_bytes=100)).post("/v1/infer", content=good)
+    big = TestClient(create_app(folder / "tail.onnx", ServeSettings(max_body_bytes=100))).post("/v1/infer", content=good)
     assert big.status_code == 413
 
 

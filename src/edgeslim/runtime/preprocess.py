@@ -6,9 +6,10 @@ file (metadata), so a device reproduces exactly what the model was trained on.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -86,16 +87,25 @@ class Preprocess:
         arr = np.asarray(image, dtype=np.uint8)
         return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
-    def load_image(self, path: str | Path) -> np.ndarray:
-        """Image file -> model input of shape (1, ...). Unreadable files raise ValueError."""
+    def load_image(self, source: str | Path | BinaryIO, formats: tuple[str, ...] | None = None,
+                   max_pixels: int | None = None) -> np.ndarray:
+        """Image file (a path or a binary file object) -> model input of shape (1, ...).
+        ``formats`` (e.g. ("PNG", "JPEG")) and ``max_pixels`` bound what an untrusted upload may
+        make Pillow decode; the size is checked from the header, before any pixel is decoded.
+        Unreadable or refused images raise ValueError."""
         from PIL import Image, UnidentifiedImageError
 
+        name = f"image {source}" if isinstance(source, (str, os.PathLike)) else "the uploaded image"
         try:
-            with Image.open(path) as im:
+            with Image.open(source, formats=formats) as im:
+                if max_pixels is not None and im.width * im.height > max_pixels:
+                    raise ValueError(f"{name} is {im.width}x{im.height} pixels; at most {max_pixels:,} "
+                                     "pixels are accepted. Send a smaller image.")
                 im.load()
                 arr = self.image_to_array(im)
         except FileNotFoundError:
-            raise ValueError(f"image file not found: {path}") from None
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"cannot read image {path}: {e}. Use a PNG or JPEG file.") from None
+            raise ValueError(f"image file not found: {source}") from None
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+            kinds = " or ".join(formats) if formats else "PNG or JPEG"
+            raise ValueError(f"cannot read {name}: {e}. Use a {kinds} file.") from None
         return self.normalize_batch(arr[None])

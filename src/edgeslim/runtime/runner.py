@@ -73,12 +73,17 @@ class Runner:
 
     def classify_image(self, path: str | os.PathLike) -> Prediction:
         """Read an image (any size or colour mode: it is converted), return the top class."""
-        logits = self.predict(self.preprocess.load_image(path))[0].astype(np.float64)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        i = int(probs.argmax())
-        names = self.class_names
-        return Prediction(i, names[i] if i < len(names) else str(i), float(probs[i]), probs)
+        return top_class(self.predict(self.preprocess.load_image(path))[0], self.class_names)
+
+
+def top_class(logits: np.ndarray, class_names: list[str] | None = None) -> Prediction:
+    """Softmax of one row of logits and its top class (named when ``class_names`` has it)."""
+    logits = np.asarray(logits, np.float64).reshape(-1)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    i = int(probs.argmax())
+    names = class_names or []
+    return Prediction(i, names[i] if i < len(names) else str(i), float(probs[i]), probs)
 
 
 def load_model(path: str | os.PathLike, threads: int | None = None, public_key: str | os.PathLike | None = None

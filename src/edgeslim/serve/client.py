@@ -13,14 +13,26 @@ from typing import Iterable
 import httpx
 import numpy as np
 
-from ..errors import DataError, EdgeslimError
+from ..errors import ConfigError, DataError, EdgeslimError
 from . import tensor_format as tf
 from .affinity import pinned_thread
+from .auth import bearer_header
 from .netem import EmulatedNetworkTransport, Link, nodelay_transport
 
 
 class ServerError(EdgeslimError):
-    """The server answered with an error (its JSON message is kept)."""
+    """The server could not be reached, or answered with an error (its JSON message is kept)."""
+
+
+def check_url(url: str) -> httpx.URL:
+    """``url`` as an httpx URL; ConfigError unless it is http(s)://HOST[:PORT][/PATH]."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as e:
+        raise ConfigError(f"invalid server URL {url!r}: {e}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(f"invalid server URL {url!r}: give http://HOST:PORT or https://HOST:PORT")
+    return parsed
 
 
 @dataclass
@@ -37,12 +49,16 @@ class SplitResult:
 class SplitClient:
     """``head``: the head ONNX model (None = full offload: the raw input is sent).
     ``link``: emulate this network in the transport (loopback only). ``quantize``: send the cut
-    tensor as uint8 with a scale and zero point (4x fewer bytes than float32)."""
+    tensor as uint8 with a scale and zero point (4x fewer bytes than float32). ``token``: the
+    server's bearer token; ``verify``: check its TLS certificate (True, False, or the file of a
+    self-signed certificate / private CA)."""
 
     def __init__(self, url: str, head: str | os.PathLike | None = None, threads: int = 1,
                  cpus: Iterable[int] | None = None, link: Link | None = None, quantize: bool = False,
-                 timeout_s: float = 120.0):
-        self.url = url.rstrip("/") + "/v1/infer"
+                 timeout_s: float = 120.0, token: str | None = None, verify: bool | str | os.PathLike = True):
+        check_url(url)
+        self.base_url = url.rstrip("/")
+        self.url = self.base_url + "/v1/infer"
         self.cpus = list(cpus) if cpus else None
         self.quantize = quantize
         self.session = None
@@ -53,8 +69,9 @@ class SplitClient:
             opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
             self.session = ort.InferenceSession(str(Path(head)), opts, providers=["CPUExecutionProvider"])
             self.input_name = self.session.get_inputs()[0].name
-        self.transport = EmulatedNetworkTransport(link) if link else None
-        self.http = httpx.Client(transport=self.transport or nodelay_transport(), timeout=timeout_s)
+        inner = nodelay_transport(verify)
+        self.transport = EmulatedNetworkTransport(link, inner) if link else None
+        self.http = httpx.Client(transport=self.transport or inner, timeout=timeout_s, headers=bearer_header(token))
 
     @property
     def metadata(self) -> dict:
@@ -67,6 +84,10 @@ class SplitClient:
         """An image file preprocessed as the model was trained (needs a head model)."""
         from ..runtime.preprocess import Preprocess
 
+        if self.session is None:
+            raise ConfigError("an image needs a head model: its metadata says how to preprocess the image. "
+                              "Give the head (--head), or send a preprocessed tensor; to offload images whole, "
+                              "serve the whole model with `edgeslim serve` and POST them to /v1/classify")
         if "preprocess" not in self.metadata:
             raise DataError("the head model carries no preprocessing metadata; pass a preprocessed tensor")
         try:
@@ -78,7 +99,10 @@ class SplitClient:
         """Shape of the tensor to give ``infer``: the head input, or the server's input (offload)."""
         if self.session is not None:
             return tuple(d if isinstance(d, int) else 1 for d in self.session.get_inputs()[0].shape)
-        health = self.http.get(self.url.removesuffix("/v1/infer") + "/health").json()
+        health = self._answer(self._send("GET", self.base_url + "/health")).json()
+        if "input_shape" not in health:
+            raise ServerError(f"{self.base_url}/health shows no input shape: the server needs a token "
+                              "(give --token-file or $EDGESLIM_TOKEN)")
         return tuple(d or 1 for d in health["input_shape"])
 
     def run_head(self, x: np.ndarray) -> np.ndarray:
@@ -97,13 +121,8 @@ class SplitClient:
         cut = self.run_head(x)
         t1 = time.perf_counter()
         body = self.encode(cut)
-        response = self.http.post(self.url, content=body, headers={"content-type": tf.MEDIA_TYPE})
-        if response.status_code != 200:
-            try:
-                message = response.json().get("error", response.text)
-            except ValueError:
-                message = response.text
-            raise ServerError(f"server answered {response.status_code}: {message}")
+        response = self._answer(self._send("POST", self.url, content=body,
+                                           headers={"content-type": tf.MEDIA_TYPE}))
         y = tf.decode(response.content)
         t2 = time.perf_counter()
         up = self.transport.last_uplink_bytes if self.transport else len(body)
@@ -111,6 +130,27 @@ class SplitClient:
         server_ms = response.headers.get("x-server-ms")
         return SplitResult(y, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t2 - t0) * 1e3, up, down,
                            float(server_ms) if server_ms else None)
+
+    def _send(self, method: str, url: str, **kwargs) -> httpx.Response:
+        try:
+            return self.http.request(method, url, **kwargs)
+        except httpx.ConnectError as e:
+            raise ServerError(f"cannot connect to {self.base_url}: {e}. Is the server running there "
+                              "(edgeslim serve / serve-tail), and is the URL right?") from None
+        except httpx.TimeoutException:
+            raise ServerError(f"{self.base_url} did not answer within {self.http.timeout.read} s") from None
+        except httpx.HTTPError as e:
+            raise ServerError(f"request to {url} failed: {type(e).__name__}: {e}") from None
+
+    @staticmethod
+    def _answer(response: httpx.Response) -> httpx.Response:
+        if response.status_code == 200:
+            return response
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        raise ServerError(f"server answered {response.status_code}: {message}")
 
     def close(self) -> None:
         self.http.close()

@@ -7,7 +7,9 @@ a payload of B bytes takes about B / rate, as on a saturated real link.
 """
 from __future__ import annotations
 
+import os
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -17,10 +19,13 @@ import httpx
 MTU_BYTES = 1500
 
 
-def nodelay_transport() -> httpx.HTTPTransport:
+def nodelay_transport(verify: bool | str | os.PathLike = True) -> httpx.HTTPTransport:
     """A plain HTTP transport with TCP_NODELAY: without it, a request sent as two writes
-    (headers, body) waits ~40 ms for a delayed ACK (Nagle), which would swamp loopback timings."""
-    return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    (headers, body) waits ~40 ms for a delayed ACK (Nagle), which would swamp loopback timings.
+    ``verify``: check the server's TLS certificate (a CA/certificate file for a self-signed one)."""
+    if isinstance(verify, (str, os.PathLike)):
+        verify = ssl.create_default_context(cafile=str(verify))
+    return httpx.HTTPTransport(verify=verify, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 
 
 @dataclass(frozen=True)
