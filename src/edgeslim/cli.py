@@ -156,7 +156,9 @@ def prune_cmd(checkpoint: Path,
               target_macs: Optional[float] = typer.Option(None, help="structured: fraction of MACs to keep"),
               target_latency: Optional[float] = typer.Option(
                   None, help="structured: fraction of the ONNX Runtime latency to keep (channel counts measured)"),
-              latency_batch: int = typer.Option(1, help="batch size the latency layout measures at"),
+              latency_batch: Optional[List[int]] = typer.Option(
+                  None, min=1, help="batch size the latency layout and speed check measure at; repeat for "
+                                    "several (default: 1 and 64)"),
               layout: Optional[str] = typer.Option(
                   None, help="structured: latency (channel counts by measured ONNX Runtime latency; default for "
                              "targets) | uniform (one ratio for every layer)"),
@@ -188,7 +190,7 @@ def prune_cmd(checkpoint: Path,
         return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
     config = {"method": method, "criterion": criterion, "target_macs": target_macs,
-              "target_latency": target_latency, "latency_batch": latency_batch, "layout": layout,
+              "target_latency": target_latency, "latency_batch": latency_batch or None, "layout": layout,
               "scope": scope, "schedule": schedule, "sparsity": sparsity, "pruning_steps": pruning_steps,
               "finetune_epochs": finetune_epochs, "finetune_lr": lr, "finetune_augment": finetune_augment,
               "distill": distill, "n": n, "m": m,

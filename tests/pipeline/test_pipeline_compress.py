@@ -165,7 +165,7 @@ def test_latency_aware_prune_stage_plans_with_the_recipe_bench_settings(tmp_path
               "stages": [{"type": "prune", "method": "structured", "target_latency": 0.8, "latency_step": 0.25,
                           "finetune_epochs": 1}]}
     compress(digits_checkpoint[0], recipe, tmp_path / "c", progress=False)
-    assert seen == [(4, 1)]
+    assert seen == [([4], 1)]
     info = json.loads((tmp_path / "c/state.json").read_text())["stages"][0]["info"]
     assert info["latency_plan"]["latency_fraction"] <= 0.8
     assert all(info["channels"][n][1] == k for n, k in info["latency_plan"]["keep"].items())

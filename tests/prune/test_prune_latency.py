@@ -72,7 +72,7 @@ def test_unreachable_latency_is_a_clear_error():
 
 
 def test_deployed_latency_is_relative_to_the_original_and_cached_per_layout():
-    latency = DeployedLatency(create("lenet-5"), (1, 32, 32), batch=2, threads=1, rounds=2, confirm_rounds=2)
+    latency = DeployedLatency(create("lenet-5"), (1, 32, 32), batches=2, threads=1, rounds=2, confirm_rounds=2)
     a, b = create("lenet-5"), create("lenet-5")
     first = latency(a)  # the original's own layout: close to the original's latency
     assert latency.reference_ms > 0 and 0.5 < first / latency.reference_ms < 2
@@ -93,7 +93,7 @@ def test_bad_latency_configs(bad, match):
 
 
 def test_target_latency_needs_data():
-    with pytest.raises(ConfigError, match="target_latency scores candidate layouts on calibration data"):
+    with pytest.raises(ConfigError, match="the latency layout scores candidate layouts on calibration data"):
         P.prune(create("lenet-5"), {"method": "structured", "target_latency": 0.5}, example_input_shape=(1, 32, 32))
 
 
@@ -112,12 +112,14 @@ def test_prune_to_a_measured_latency(digits):
 
 def test_structured_pruning_is_timed_beside_the_original(digits):
     lines = []
-    _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.3, "latency_batch": 4},
-                   data=digits, log=lines.append)
-    speed = s["speed"]
-    assert speed["batch"] == 4 and speed["original_p50_ms"] > 0 and speed["pruned_p50_ms"] > 0
-    assert speed["speedup"] == pytest.approx(speed["original_p50_ms"] / speed["pruned_p50_ms"], rel=0.01)
+    _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.3, "latency_batch": [4, 16],
+                                       "layout": "uniform"}, data=digits, log=lines.append)
+    assert [speed["batch"] for speed in s["speed"]] == [4, 16]
+    for speed in s["speed"]:
+        assert speed["original_p50_ms"] > 0 and speed["pruned_p50_ms"] > 0
+        assert speed["speedup"] == pytest.approx(speed["original_p50_ms"] / speed["pruned_p50_ms"], rel=0.01)
     assert any(line.startswith("ONNX Runtime at batch 4") for line in lines)
+    assert any(line.startswith("ONNX Runtime at batch 16") for line in lines)
     _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.3, "measure_speed": False},
                    data=digits)
     assert "speed" not in s and "warnings" not in s
@@ -128,22 +130,24 @@ def test_structured_pruning_is_timed_beside_the_original(digits):
 def test_a_pruned_model_that_is_not_faster_is_reported(digits, monkeypatch):
     import edgeslim.prune.latency as latency
 
-    monkeypatch.setattr(latency, "measured_speedup", lambda *a, **k: {
-        "batch": 1, "threads": 1, "original_p50_ms": 0.05, "pruned_p50_ms": 0.049, "speedup": 1.02})
-    _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.5}, data=digits)
-    assert s["speed"]["speedup"] == 1.02
-    assert len(s["warnings"]) == 1 and "not faster on ONNX Runtime" in s["warnings"][0]
-    assert "target_latency" in s["warnings"][0]
+    monkeypatch.setattr(latency, "measured_speedup", lambda *a, **k: [
+        {"batch": 1, "threads": 1, "original_p50_ms": 0.05, "pruned_p50_ms": 0.04, "speedup": 1.25},
+        {"batch": 64, "threads": 1, "original_p50_ms": 0.5, "pruned_p50_ms": 0.49, "speedup": 1.02}])
+    uniform = {"method": "structured", "target_macs": 0.5, "layout": "uniform"}
+    _, s = P.prune(create("lenet-5"), uniform, data=digits)
+    assert s["speed"][1]["speedup"] == 1.02
+    assert len(s["warnings"]) == 1 and "not faster on ONNX Runtime" in s["warnings"][0]  # batch 64 only
+    assert "at batch 64" in s["warnings"][0] and "latency layout" in s["warnings"][0]
 
-    monkeypatch.setattr(latency, "measured_speedup", lambda *a, **k: {
-        "batch": 1, "threads": 1, "original_p50_ms": 0.05, "pruned_p50_ms": 0.04, "speedup": 1.25})
-    _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.5}, data=digits)
+    monkeypatch.setattr(latency, "measured_speedup", lambda *a, **k: [
+        {"batch": 1, "threads": 1, "original_p50_ms": 0.05, "pruned_p50_ms": 0.04, "speedup": 1.25}])
+    _, s = P.prune(create("lenet-5"), uniform, data=digits)
     assert "warnings" not in s
 
     def export_fails(*a, **k):
         raise RuntimeError("Unsupported ONNX op")
 
     monkeypatch.setattr(latency, "measured_speedup", export_fails)
-    pruned, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.5}, data=digits)
+    pruned, s = P.prune(create("lenet-5"), uniform, data=digits)
     assert "speed" not in s and "Unsupported ONNX op" in s["warnings"][0]
     assert pruned(torch.zeros(1, 1, 32, 32)).shape == (1, 10)  # the pruned model is not lost

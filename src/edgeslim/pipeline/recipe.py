@@ -40,7 +40,8 @@ class PruneStage(PruneConfig):
         ft = f", {self.finetune_epochs} fine-tune epoch(s){' KD' if self.distill else ''}" if self.finetune_epochs else ""
         if self.method == "structured":
             what = (f"target_macs {self.target_macs:.2f}" if self.target_macs else
-                    f"target_latency {self.target_latency:.2f} (batch {self.latency_batch})" if self.target_latency
+                    f"target_latency {self.target_latency:.2f} (batch {', '.join(map(str, self.latency_batch))})"
+                    if self.target_latency
                     else f"channel ratio {self.sparsity:.2f}")
             return f"structured {what} ({self.structured_importance}, {self.schedule}){ft}"
         if self.method == "nm":

@@ -70,9 +70,9 @@ def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelS
     kd = kd_loss_fn(ctx.teacher, stage.temperature, stage.alpha, seed=ctx.seed) if stage.distill else None
     # the pipeline times every stage itself, with the recipe's bench settings
     config = stage.prune_config().model_copy(update={"measure_speed": False})
-    if config.target_latency and not {"latency_batch", "latency_threads"} & stage.model_fields_set:
-        # latency is planned the way the report measures it
-        config = config.model_copy(update={"latency_batch": ctx.bench.batch, "latency_threads": ctx.bench.threads})
+    if config.effective_layout == "latency" and not {"latency_batch", "latency_threads"} & stage.model_fields_set:
+        # latency is planned the way the report measures it, unless the stage says how
+        config = config.model_copy(update={"latency_batch": [ctx.bench.batch], "latency_threads": ctx.bench.threads})
     pruned, summary = prune(Checkpoint(state.model, ctx.meta), config, data=ctx.data,
                             example_input_shape=ctx.input_shape, finetune_loss_fn=kd, progress=ctx.progress)
     keep = ("layer_sparsity", "channel_ratio", "channels", "latency_plan", "schedule", "planned_layer_sparsity",

@@ -45,7 +45,8 @@ class PruneConfig(BaseModel):
     # "uniform" removes the same ratio everywhere. None: latency for target_latency and for a
     # one-shot target_macs without round_to, else uniform
     layout: Optional[Literal["uniform", "latency"]] = None
-    latency_batch: int = Field(1, ge=1)
+    # batch sizes the latency layout and the speed check measure at (the layout pays at all of them)
+    latency_batch: list[int] = Field(default_factory=lambda: [1, 64])
     latency_threads: Optional[int] = Field(1, ge=1)
     # structured: time the original and the pruned model side by side on ONNX Runtime (at
     # latency_batch / latency_threads) and warn when the pruned one is not faster
@@ -85,6 +86,18 @@ class PruneConfig(BaseModel):
         for name, s in (v or {}).items():
             if not 0.0 <= s < 1.0:
                 raise ValueError(f"sparsity of layer {name!r} must be in [0, 1), got {s}")
+        return v
+
+    @field_validator("latency_batch", mode="before")
+    @classmethod
+    def _batches(cls, v: Any) -> Any:
+        return [v] if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("latency_batch")
+    @classmethod
+    def _positive_batches(cls, v: list[int]) -> list[int]:
+        if not v or any(b < 1 for b in v):
+            raise ValueError(f"batch sizes must be >= 1 (at least one), got {v}")
         return v
 
     @field_validator("target_macs", "target_latency")

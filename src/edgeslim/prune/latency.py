@@ -15,6 +15,7 @@ calibration data, and keeps the best, until the latency target is met.
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class LatencyPlan:
     original_latency_ms: float
     latency_ms: float
     steps: list[dict] = field(default_factory=list)
+    reached: bool = True  # False: no further cut saved measurable time before the caller's goal was met
 
     @property
     def ratios(self) -> dict[str, float]:
@@ -53,7 +55,8 @@ class LatencyPlan:
 
     def summary(self) -> dict:
         return {"original_latency_ms": round(self.original_latency_ms, 4), "latency_ms": round(self.latency_ms, 4),
-                "latency_fraction": round(self.latency_fraction, 3), "keep": self.keep, "steps": self.steps}
+                "latency_fraction": round(self.latency_fraction, 3), "keep": self.keep, "steps": self.steps,
+                "reached": self.reached}
 
 
 class DeployedLatency:
@@ -61,16 +64,19 @@ class DeployedLatency:
     deploy it (``edgeslim.export.optimize.deployed_latencies_ms``), measured side by side with
     the original model every time and scaled by the original's latency: at batch 1 a small
     model runs in tens of microseconds and single timings drift by 20%, their ratio much less.
+    With several ``batches`` the fraction is the geometric mean of the fractions at each (a
+    layout must pay at batch 1, where overheads dominate, and at batch 64, where compute does).
     Cached per channel layout, since time depends on the shapes, not on the weights.
     ``confirm`` measures again, longer: the search keeps the candidates whose quick measurement
     came out low, so the layouts it chooses are re-timed before they count."""
 
-    def __init__(self, original: nn.Module, input_shape: tuple[int, ...], batch: int = 1, threads: int | None = 1,
-                 rounds: int = 10, confirm_rounds: int = 40):
-        self.input_shape, self.batch, self.threads = tuple(input_shape), batch, threads
+    def __init__(self, original: nn.Module, input_shape: tuple[int, ...], batches: int | list[int] = 1,
+                 threads: int | None = 1, rounds: int = 10, confirm_rounds: int = 40):
+        self.input_shape, self.threads = tuple(input_shape), threads
+        self.batches = [batches] if isinstance(batches, int) else list(batches)
         self.rounds, self.confirm_rounds = rounds, confirm_rounds
         self.reference = self._proto(original)
-        self.reference_ms = self._timed([self.reference], confirm_rounds)[0]
+        self.reference_ms = self._timed([self.reference], confirm_rounds)[0][0]
         self._cache: dict[tuple, float] = {}
         self.measurements = 0
 
@@ -85,13 +91,15 @@ class DeployedLatency:
 
     def _relative(self, model: nn.Module, rounds: int) -> float:
         self.measurements += 1
-        reference_ms, model_ms = self._timed([self.reference, self._proto(model)], rounds)
-        return self.reference_ms * model_ms / reference_ms
+        per_batch = self._timed([self.reference, self._proto(model)], rounds)
+        fractions = [model_ms / reference_ms for reference_ms, model_ms in per_batch]
+        return self.reference_ms * math.prod(fractions) ** (1 / len(fractions))
 
-    def _timed(self, protos: list[onnx.ModelProto], rounds: int) -> list[float]:
+    def _timed(self, protos: list[onnx.ModelProto], rounds: int) -> list[list[float]]:
+        """p50 ms of each model, one list per batch size."""
         from ..export.optimize import deployed_latencies_ms
 
-        return deployed_latencies_ms(protos, self.batch, self.threads, rounds)
+        return [deployed_latencies_ms(protos, b, self.threads, rounds) for b in self.batches]
 
     def _proto(self, model: nn.Module) -> onnx.ModelProto:
         return onnx_proto(model, self.input_shape)
@@ -105,15 +113,19 @@ def onnx_proto(model: nn.Module, input_shape: tuple[int, ...]) -> onnx.ModelProt
         return onnx.load(str(export_onnx(model, Path(tmp) / "m.onnx", tuple(input_shape))))
 
 
-def measured_speedup(original: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
-                     threads: int | None = 1, rounds: int = 20) -> dict:
-    """p50 latency of both models as export deploys them, timed side by side on ONNX Runtime."""
+def measured_speedup(original: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...],
+                     batches: int | list[int] = 1, threads: int | None = 1, rounds: int = 20) -> list[dict]:
+    """p50 latency of both models as export deploys them, timed side by side on ONNX Runtime,
+    at each batch size."""
     from ..export.optimize import deployed_latencies_ms
 
-    original_ms, pruned_ms = deployed_latencies_ms([onnx_proto(original, input_shape), onnx_proto(pruned, input_shape)],
-                                                   batch, threads, rounds)
-    return {"batch": batch, "threads": threads, "original_p50_ms": round(original_ms, 4),
-            "pruned_p50_ms": round(pruned_ms, 4), "speedup": round(original_ms / pruned_ms, 3)}
+    protos = [onnx_proto(original, input_shape), onnx_proto(pruned, input_shape)]
+    out = []
+    for batch in ([batches] if isinstance(batches, int) else batches):
+        original_ms, pruned_ms = deployed_latencies_ms(protos, batch, threads, rounds)
+        out.append({"batch": batch, "threads": threads, "original_p50_ms": round(original_ms, 4),
+                    "pruned_p50_ms": round(pruned_ms, 4), "speedup": round(original_ms / pruned_ms, 3)})
+    return out
 
 
 def candidate_layers(model: nn.Module, example_input_shape: tuple[int, ...], layers: list[str] | None = None,
@@ -145,6 +157,7 @@ def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
     keep = dict(original)
     base = current = confirm(model)
     plan = LatencyPlan(original, keep, base, base)
+    by_latency = done is None
     done = done or (lambda m, fraction: fraction <= target)
     current_model = model
     while not done(current_model, current / base):
@@ -160,8 +173,11 @@ def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
                 best = (name, k, pruned, s)
         if best is None:
             if step / 2 < min_step:
-                raise ConfigError(f"the target is out of reach by measured latency: the fastest layout found runs "
-                                  f"at {current / base:.2f} of the original latency ({current:.4f} ms vs "
+                if not by_latency:  # the caller's goal: it gets the fastest layout found and decides
+                    plan.reached = False
+                    break
+                raise ConfigError(f"target_latency {target:.2f} is out of reach: the fastest layout found runs at "
+                                  f"{current / base:.2f} of the original latency ({current:.4f} ms vs "
                                   f"{base:.4f} ms); ask for a larger fraction")
             step /= 2  # no layer can save a whole step any more: take smaller ones
             continue
