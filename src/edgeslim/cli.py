@@ -18,6 +18,24 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
+@app.callback()
+def _global_options(ctx: typer.Context,
+                    trust_code: bool = typer.Option(
+                        False, "--trust-code",
+                        help="let checkpoints (eval, export, pack, prune, quantize, compress, distill, search) "
+                             "name your own model class as module:Class: importing it runs that module's code, so "
+                             "use only for checkpoints you trust (default: registered models only)"),
+                    allow_class: List[str] = typer.Option(
+                        [], "--allow-class", metavar="MODULE:CLASS",
+                        help="like --trust-code, for this one nn.Module subclass only (repeatable)")) -> None:
+    # One option for every command that loads a checkpoint: it sets the library's trust
+    # context for the duration of the command (edgeslim.models.trusted_code).
+    if trust_code or allow_class:
+        from .models.checkpoint import trusted_code
+
+        ctx.with_resource(trusted_code(True if trust_code else allow_class))
+
+
 def _print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
