@@ -97,7 +97,8 @@ def measure(state: ModelState, stage_dir: Path, ctx: StageContext, prev: dict[st
         evaluated_with = "torch"
     else:
         file = state.path
-        acc = evaluate_split(load_model(file, threads=None), ctx.data.test)["accuracy"]
+        acc = evaluate_split(load_model(file, threads=None, require_signature=False),  # a stage's own file
+                             ctx.data.test)["accuracy"]
         sizes = {k: prev[k] for k in ("params", "nonzero_params") if prev and k in prev}
         if file.suffix == ".onnx":
             stats = onnx_weight_stats(file)
@@ -262,7 +263,8 @@ def build_report(out: Path, recipe: Recipe, state: dict) -> dict[str, Any]:
 
     b = recipe.bench
     files = _latency_files(out, state, b.stages)
-    bench = benchmark([p for _, p in files], batch=b.batch, threads=b.threads, rounds=b.rounds, warmup=b.warmup)
+    bench = benchmark([p for _, p in files], batch=b.batch, threads=b.threads, rounds=b.rounds, warmup=b.warmup,
+                      require_signature=False)  # the stages' own files
     latency = {name: r for (name, _), r in zip(files, bench)}
     base = state["baseline"]
     rows = [_row("original", "input model", base, base, latency.get("original"))]

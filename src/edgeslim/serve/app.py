@@ -26,12 +26,13 @@ class ModelServer:
     def __init__(self, model: str | os.PathLike, threads: int = 1, cpus: Iterable[int] | None = None):
         import onnxruntime as ort
 
+        from ..runtime.onnx_file import open_onnx
+
         path = Path(model)
-        if not path.exists():
-            raise FileNotFoundError(f"model file not found: {path}")
+        source = open_onnx(path).session_source()  # refuses non-ONNX files and escaping external data
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         self.name = path.name
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

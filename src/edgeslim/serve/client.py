@@ -7,7 +7,6 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 import httpx
@@ -49,9 +48,12 @@ class SplitClient:
         if head is not None:
             import onnxruntime as ort
 
+            from ..runtime.onnx_file import open_onnx
+
             opts = ort.SessionOptions()
             opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-            self.session = ort.InferenceSession(str(Path(head)), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(open_onnx(head).session_source(), opts,
+                                                providers=["CPUExecutionProvider"])
             self.input_name = self.session.get_inputs()[0].name
         self.transport = EmulatedNetworkTransport(link) if link else None
         self.http = httpx.Client(transport=self.transport or nodelay_transport(), timeout=timeout_s)
