@@ -90,9 +90,10 @@ def zstd_exact(data: bytes, size: int) -> bytes:
 
 
 def read_artifact(path: str | os.PathLike, public_key: str | os.PathLike | None = None) -> ArtifactContents:
-    """Read and verify an ``.eslim`` file: structure, manifest digest, the digest of every
-    part, the whole-file digest and, when ``public_key`` (PEM path) is given, the ed25519
-    signature. Raises ``ArtifactError`` naming the first part that fails."""
+    """Read and verify an ``.eslim`` file: structure, manifest digest and, when ``public_key``
+    (PEM path) is given, the ed25519 signature (both before anything is decompressed), then
+    the manifest's schema, the digest of every part and the whole-file digest. Raises
+    ``ArtifactError`` naming the first part that fails."""
     path = Path(path)
     if path.is_dir():
         raise _fail(path, "is a directory, not an .eslim file")
