@@ -15,6 +15,7 @@ _LAZY = {
     "list_models": ("edgeslim.models", "list_models"),
     "load_checkpoint": ("edgeslim.models", "load_checkpoint"),
     "save_checkpoint": ("edgeslim.models", "save_checkpoint"),
+    "trusted_code": ("edgeslim.models", "trusted_code"),
     "load_dataset": ("edgeslim.data", "load_dataset"),
     "train_model": ("edgeslim.train", "train_model"),
     "TrainConfig": ("edgeslim.train", "TrainConfig"),

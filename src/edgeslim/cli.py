@@ -18,6 +18,25 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
+@app.callback()
+def _global_options(ctx: typer.Context,
+                    trust_code: bool = typer.Option(
+                        False, "--trust-code",
+                        help="let checkpoints (eval, export, pack, prune, quantize, compress, distill, search) "
+                             "name your own model class as module:Class: importing it runs that module's code, so "
+                             "use only for checkpoints you trust (default: registered models only). Give it before "
+                             "the command: edgeslim --trust-code eval CKPT"),
+                    allow_class: List[str] = typer.Option(
+                        [], "--allow-class", metavar="MODULE:CLASS",
+                        help="like --trust-code, for this one nn.Module subclass only (repeatable)")) -> None:
+    # One option for every command that loads a checkpoint: it sets the library's trust
+    # context for the duration of the command (edgeslim.models.trusted_code).
+    if trust_code or allow_class:
+        from .models.checkpoint import trusted_code
+
+        ctx.with_resource(trusted_code(True if trust_code else allow_class))
+
+
 def _print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -92,15 +111,22 @@ def export(checkpoint: Path, fmt: str = typer.Option("onnx", "--format"),
                   f"max |diff| {r['max_abs_diff']:.2e}, top-1 agreement {r['top1_agreement']:.4f}{folded}")
 
 
+_REQUIRE_SIGNATURE_OPT = typer.Option(
+    False, "--require-signature",
+    help="refuse any model that is not a signed .eslim verified with --verify (also: EDGESLIM_REQUIRE_SIGNATURE=1)")
+
+
 @app.command()
 def run(model: Path, image: Path, threads: Optional[int] = None,
         public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
+        require_signature: bool = _REQUIRE_SIGNATURE_OPT,
         as_json: bool = typer.Option(False, "--json")) -> None:
     """Classify one image with an exported model (the on-device path: no torch)."""
     from .runtime import load_model
 
     try:
-        p = load_model(model, threads=threads, public_key=public_key).classify_image(image)
+        p = load_model(model, threads=threads, public_key=public_key,
+                       require_signature=require_signature or None).classify_image(image)
     except ValueError as e:
         raise EdgeslimError(str(e)) from None
     if as_json:
@@ -111,13 +137,15 @@ def run(model: Path, image: Path, threads: Optional[int] = None,
 @app.command()
 def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Optional[int] = None,
           rounds: int = typer.Option(20, min=1), warmup: int = typer.Option(10, min=0),
-          public_key: Optional[Path] = typer.Option(None, "--verify"),
+          public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
+          require_signature: bool = _REQUIRE_SIGNATURE_OPT,
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Latency p50/p90/p99, throughput, init time, memory and size; models side by side."""
     from .report import rich_table
     from .runtime import benchmark, slower_than_baseline
 
-    res = benchmark(models, batch=batch, threads=threads, rounds=rounds, warmup=warmup, public_key=public_key)
+    res = benchmark(models, batch=batch, threads=threads, rounds=rounds, warmup=warmup, public_key=public_key,
+                    require_signature=require_signature or None)  # None: EDGESLIM_REQUIRE_SIGNATURE decides
     if as_json:
         return _print_json(res)
     cols = ["model", "file_bytes", "p50_ms", "p90_ms", "p99_ms", "throughput_per_s", "session_init_ms",

@@ -49,8 +49,10 @@ def test_user_module_by_import_path(tmp_path):
     save_checkpoint(model, tmp_path / "k", {"input_shape": [1, 32, 32]})
     assert json.loads((tmp_path / "k" / "model.json").read_text())["architecture"]["name"] == \
         "edgeslim.models.zoo:LeNet5"
+    with pytest.raises(CheckpointError, match="not a registered model.*trust_code=True"):
+        load_checkpoint(tmp_path / "k")  # a class path is imported only when the caller trusts it
     # rebuilt with default arguments (10 classes), then fitted to the saved 3-class head
-    loaded = load_checkpoint(tmp_path / "k").model
+    loaded = load_checkpoint(tmp_path / "k", trust_code=["edgeslim.models.zoo:LeNet5"]).model
     assert loaded.classifier[-1].out_features == 3
     x = torch.randn(2, 1, 32, 32)
     assert torch.equal(model.eval()(x), loaded(x))
@@ -75,5 +77,10 @@ def test_missing_files_are_explained(tmp_path):
 def test_corrupt_weights_are_explained(tmp_path):
     save_checkpoint(create("lenet-5"), tmp_path / "c", {"input_shape": [1, 32, 32]})
     (tmp_path / "c" / "weights.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match="does not match the sha256 recorded in model.json"):
+        load_checkpoint(tmp_path / "c")
+    meta = json.loads((tmp_path / "c" / "model.json").read_text())
+    del meta["weights_sha256"]  # a checkpoint from before the digest was recorded
+    (tmp_path / "c" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="not a valid safetensors"):
         load_checkpoint(tmp_path / "c")

@@ -93,12 +93,9 @@ class GraphInfo:
 
 
 def _load(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
-    if isinstance(model, onnx.ModelProto):
-        return model
-    path = Path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"model file not found: {path}")
-    return onnx.load(str(path))
+    from ..runtime.onnx_file import load_onnx  # the checked loader every user ONNX file goes through
+
+    return model if isinstance(model, onnx.ModelProto) else load_onnx(model)
 
 
 def _fix_batch(model: onnx.ModelProto) -> None:

@@ -139,7 +139,9 @@ def _load_proto(model: onnx.ModelProto | bytes | str | os.PathLike) -> onnx.Mode
         return proto
     if isinstance(model, bytes):
         return onnx.load_from_string(model)
-    return onnx.load(str(model))
+    from ..runtime.onnx_file import load_onnx  # a user's file: checked like every other ONNX input
+
+    return load_onnx(model)
 
 
 def _strip_initializers(proto: onnx.ModelProto, opts: PackOptions) -> tuple[list[dict], list[tuple[str, bytes]]]:

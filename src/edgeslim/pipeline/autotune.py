@@ -218,9 +218,19 @@ class TrialFailed(RuntimeError):
 
 
 def run_worker(checkpoint: str, out: str, storage_url: str, study_name: str, cfg_json: dict, worker: int,
-               n_trials: int, data_dir: str | None = None, log: bool = True) -> int:
+               n_trials: int, data_dir: str | None = None, log: bool = True,
+               trust_code: bool | list[str] = False) -> int:
     """One search process: load the shared study and run ``n_trials`` trials (module-level so
-    that ``multiprocessing`` spawn can start it)."""
+    that ``multiprocessing`` spawn can start it). ``trust_code``: the caller's
+    ``trusted_code`` setting, which a fresh process does not inherit."""
+    from ..models.checkpoint import trusted_code
+
+    with trusted_code(trust_code):
+        return _run_worker(checkpoint, out, storage_url, study_name, cfg_json, worker, n_trials, data_dir, log)
+
+
+def _run_worker(checkpoint: str, out: str, storage_url: str, study_name: str, cfg_json: dict, worker: int,
+                n_trials: int, data_dir: str | None, log: bool) -> int:
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -265,6 +275,8 @@ def search(checkpoint: str | Path, out: str | Path, max_accuracy_drop: float | N
     again continues the study up to ``trials``. ``workers``: local processes sharing it.
     Writes ``OUT/pareto.md``, ``OUT/pareto.json`` and ``OUT/pareto.png``; returns their content.
     """
+    from ..models.checkpoint import current_code_trust
+
     cfg = SearchConfig.model_validate(config or {}) if not isinstance(config, SearchConfig) else config
     updates = {k: v for k, v in (("max_accuracy_drop", max_accuracy_drop), ("trials", trials)) if v is not None}
     cfg = cfg.model_copy(update=updates)
@@ -278,8 +290,9 @@ def search(checkpoint: str | Path, out: str | Path, max_accuracy_drop: float | N
     _check_same_config(study, cfg)
     remaining = max(0, cfg.trials - _finished(study))
     shares = [remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)]
+    trust = current_code_trust()
     args = [(checkpoint, str(out), storage_url, study_name, cfg.model_dump(mode="json"), i, n,
-             str(data_dir) if data_dir else None, progress) for i, n in enumerate(shares) if n > 0]
+             str(data_dir) if data_dir else None, progress, trust) for i, n in enumerate(shares) if n > 0]
     if len(args) == 1:
         run_worker(*args[0])
     elif args:

@@ -341,7 +341,8 @@ def _evaluate(ctx: _Context, artifact: Path, summary: dict) -> dict:
     if cfg.benchmark:
         from ..runtime import benchmark
 
-        bench = benchmark([ctx.float_onnx, artifact], batch=cfg.bench_batch, threads=cfg.threads, rounds=10)
+        bench = benchmark([ctx.float_onnx, artifact], batch=cfg.bench_batch, threads=cfg.threads, rounds=10,
+                          require_signature=False)  # models this run wrote
         res["speed"] = {"batch": cfg.bench_batch, "float_p50_ms": bench[0]["p50_ms"],
                         "quantized_p50_ms": bench[1]["p50_ms"], "speedup": bench[1]["speedup"]}
         if bench[1]["speedup"] < 0.97:

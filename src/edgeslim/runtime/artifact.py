@@ -14,9 +14,13 @@ Layout (little-endian)::
 The manifest names the model, its input spec, class names, preprocessing and metrics,
 lists every part (``graph.onnx``: the ONNX graph whose initializers point to tensor
 parts instead of holding data; ``tensor/<name>``: one per weight) with offset, length
-and SHA-256, and says how each tensor is encoded (see ``_decode_tensor``).
-Every digest (and the signature, when a public key is given) is checked before any
-tensor is decoded or any graph is parsed; nothing is ever unpickled.
+and SHA-256, and says how each tensor is encoded (see ``decode_tensor``).
+
+Reading checks, in this order: the manifest's digest and, when a public key is given, its
+signature (over the stored bytes, before anything is decompressed or parsed); then the
+manifest is decompressed (at most ``MAX_MANIFEST_BYTES``) and validated against its schema
+(``manifest.py``); then every part's digest and the whole-file digest. Only then are tensors
+decoded, each decompression capped by the size the manifest declares. Nothing is unpickled.
 """
 from __future__ import annotations
 
@@ -32,16 +36,16 @@ import numpy as np
 
 from ..errors import ArtifactError
 from . import codecs
+from .manifest import FORMAT, VERSION, Manifest, StreamSpec, TensorSpec, validate_manifest
 
 MAGIC = b"ESLIM\x00\x01\n"
-FORMAT = "edgeslim-artifact"
-VERSION = 1
 DIGEST_BYTES = 32
 MANIFEST_PART = "manifest.json"
 GRAPH_PART = "graph.onnx"
 TENSOR_PREFIX = "tensor/"
 EXTERNAL_PREFIX = "eslim:"  # ONNX external_data location of an initializer stored as a tensor part
-MAX_DECOMPRESSED = 1 << 31
+MAX_MANIFEST_BYTES = 16 * 2**20  # decoded manifest JSON: real ones take about 1 KB per tensor
+_ZSTD_CHUNK = 1 << 20
 
 
 @dataclass
@@ -53,23 +57,46 @@ class ArtifactContents:
     manifest_sha256: str
     signed: bool
     signature_verified: bool
+    spec: Manifest  # the validated manifest
 
 
 def _fail(path, message: str) -> ArtifactError:
     return ArtifactError(f"{path}: {message}; refusing to load it")
 
 
-def _zstd_decompress(data: bytes) -> bytes:
+def _zstd_read(data: bytes, limit: int) -> bytes:
+    """At most ``limit + 1`` decompressed bytes (one more than allowed tells "too big"), read
+    in chunks: a zstd bomb costs no more memory than the limit."""
     import zstandard
 
-    return zstandard.ZstdDecompressor().decompress(data, max_output_size=MAX_DECOMPRESSED)
+    out = bytearray()
+    with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+        while len(out) <= limit:
+            chunk = reader.read(min(_ZSTD_CHUNK, limit + 1 - len(out)))
+            if not chunk:
+                break
+            out += chunk
+    return bytes(out)
+
+
+def zstd_exact(data: bytes, size: int) -> bytes:
+    """Decompress a zstd stream that must decode to exactly ``size`` bytes (the declared size)."""
+    out = _zstd_read(data, size)
+    if len(out) > size:
+        raise ValueError(f"zstd data decodes to more than the {size} bytes the manifest declares")
+    if len(out) < size:
+        raise ValueError(f"zstd data decodes to {len(out)} bytes, the manifest declares {size}")
+    return out
 
 
 def read_artifact(path: str | os.PathLike, public_key: str | os.PathLike | None = None) -> ArtifactContents:
-    """Read and verify an ``.eslim`` file: structure, manifest digest, the digest of every
-    part, the whole-file digest and, when ``public_key`` (PEM path) is given, the ed25519
-    signature. Raises ``ArtifactError`` naming the first part that fails."""
+    """Read and verify an ``.eslim`` file: structure, manifest digest and, when ``public_key``
+    (PEM path) is given, the ed25519 signature (both before anything is decompressed), then
+    the manifest's schema, the digest of every part and the whole-file digest. Raises
+    ``ArtifactError`` naming the first part that fails."""
     path = Path(path)
+    if path.is_dir():
+        raise _fail(path, "is a directory, not an .eslim file")
     data = path.read_bytes()
     if not data.startswith(MAGIC[:6]):
         raise _fail(path, "not an .eslim artifact (bad magic bytes)")
@@ -91,45 +118,50 @@ def read_artifact(path: str | os.PathLike, public_key: str | os.PathLike | None 
         raise _fail(path, "truncated header (file shorter than its header says)")
     if hashlib.sha256(m_stored).digest() != m_digest:
         raise _fail(path, f"part '{MANIFEST_PART}' is corrupt (sha256 mismatch)")
-    manifest = _parse_manifest(path, m_stored, m_codec)
-    payload_end = len(data) - DIGEST_BYTES
-    parts = _verified_parts(path, manifest, data, payload_start, payload_end)
-    if hashlib.sha256(data[:payload_end]).digest() != data[payload_end:]:
-        raise _fail(path, "the signature block or file checksum is corrupt (whole-file sha256 mismatch)")
     verified = False
-    if public_key is not None:
+    if public_key is not None:  # before anything is decompressed or parsed
         from .signing import load_public_key, verify_digest
 
         if sig_len == 0:
             raise _fail(path, "it is not signed, but a public key was given: a signature is required")
         verify_digest(load_public_key(public_key), m_digest, signature, what=str(path))
         verified = True
-    return ArtifactContents(str(path), manifest, parts, m_digest.hex(), sig_len > 0, verified)
+    manifest, spec = _parse_manifest(path, m_stored, m_codec)
+    payload_end = len(data) - DIGEST_BYTES
+    parts = _verified_parts(path, spec, data, payload_start, payload_end)
+    if hashlib.sha256(data[:payload_end]).digest() != data[payload_end:]:
+        raise _fail(path, "the signature block or file checksum is corrupt (whole-file sha256 mismatch)")
+    return ArtifactContents(str(path), manifest, parts, m_digest.hex(), sig_len > 0, verified, spec)
 
 
-def _parse_manifest(path: Path, stored: bytes, codec: int) -> dict[str, Any]:
+def _parse_manifest(path: Path, stored: bytes, codec: int) -> tuple[dict[str, Any], Manifest]:
     try:
-        raw = stored if codec == 0 else _zstd_decompress(stored) if codec == 1 else None
-        if raw is None:
+        if codec not in (0, 1):
             raise ValueError(f"unknown manifest codec {codec}")
+        raw = stored if codec == 0 else _zstd_read(stored, MAX_MANIFEST_BYTES)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ValueError(f"it decodes to more than {MAX_MANIFEST_BYTES:,} bytes")
         manifest = json.loads(raw.decode("utf-8"))
     except Exception as e:  # a digest-valid but malformed manifest: a writer bug or a crafted file
         raise _fail(path, f"part '{MANIFEST_PART}' cannot be read ({e})") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise _fail(path, f"part '{MANIFEST_PART}' is not an {FORMAT} v{VERSION} manifest")
-    return manifest
+    try:
+        return manifest, validate_manifest(manifest)
+    except ValueError as e:
+        raise _fail(path, f"part '{MANIFEST_PART}' is not a valid manifest ({e})") from None
 
 
-def _verified_parts(path: Path, manifest: dict, data: bytes, start: int, end: int) -> dict[str, bytes]:
+def _verified_parts(path: Path, spec: Manifest, data: bytes, start: int, end: int) -> dict[str, bytes]:
     parts, expected_end = {}, start
-    for p in manifest.get("parts", []):
-        lo, n = start + int(p["offset"]), int(p["length"])
-        if lo < start or lo + n > end:
-            raise _fail(path, f"part '{p['name']}' lies outside the file (truncated?)")
+    for p in spec.parts:
+        lo, n = start + p.offset, p.length
+        if lo + n > end:
+            raise _fail(path, f"part '{p.name}' lies outside the file (truncated?)")
         blob = data[lo:lo + n]
-        if hashlib.sha256(blob).hexdigest() != p["sha256"]:
-            raise _fail(path, f"part '{p['name']}' is corrupt (sha256 mismatch)")
-        parts[p["name"]] = blob
+        if hashlib.sha256(blob).hexdigest() != p.sha256:
+            raise _fail(path, f"part '{p.name}' is corrupt (sha256 mismatch)")
+        parts[p.name] = blob
         expected_end = max(expected_end, lo + n)
     if expected_end != end:
         raise _fail(path, f"payload size {end - start} bytes does not match the manifest ({expected_end - start})")
@@ -138,49 +170,47 @@ def _verified_parts(path: Path, manifest: dict, data: bytes, start: int, end: in
 
 # ---- tensor decoding --------------------------------------------------------------------
 
-def _split_streams(blob: bytes, streams: list[dict]) -> list[bytes]:
+def _split_streams(blob: bytes, streams: list[StreamSpec]) -> list[bytes]:
     out, pos = [], 0
     for s in streams:
-        out.append(blob[pos:pos + int(s["length"])])
-        pos += int(s["length"])
+        out.append(blob[pos:pos + s.length])
+        pos += s.length
     if pos != len(blob):
         raise ValueError(f"streams take {pos} bytes, the part has {len(blob)}")
     return out
 
 
-def decode_stream(spec: dict, raw: bytes) -> np.ndarray:
-    """One stream of a tensor part. ``symbols`` streams hold small integers (``packed`` at
-    ``bits`` each, ``huffman`` or ``zstd`` one byte each); ``floats`` streams hold
-    ``dtype`` numbers (``raw`` or ``zstd``)."""
-    coder, count = spec["coder"], int(spec["count"])
-    if spec["kind"] == "symbols":
-        if coder == "packed":
-            arr = codecs.unpack_bits(raw, int(spec["bits"]), count)
-        elif coder == "huffman":
-            arr = codecs.huffman_decode(raw)
-        elif coder == "zstd":
-            arr = np.frombuffer(_zstd_decompress(raw), dtype=np.uint8)
+def decode_stream(spec: StreamSpec, raw: bytes) -> np.ndarray:
+    """One stream of a tensor part, never more than the ``count`` values it declares.
+    ``symbols`` streams hold small integers (``packed`` at ``bits`` each, ``huffman`` or
+    ``zstd`` one byte each); ``floats`` streams hold ``dtype`` numbers (``raw`` or ``zstd``)."""
+    if spec.kind == "symbols":
+        if spec.coder == "packed":
+            arr = codecs.unpack_bits(raw, spec.bits, spec.count)
+        elif spec.coder == "huffman":
+            arr = codecs.huffman_decode(raw, spec.count)
         else:
-            raise ValueError(f"unknown symbol coder {coder!r}")
+            arr = np.frombuffer(zstd_exact(raw, spec.count), dtype=np.uint8)
     else:
-        data = raw if coder == "raw" else _zstd_decompress(raw) if coder == "zstd" else None
-        if data is None:
-            raise ValueError(f"unknown coder {coder!r}")
-        arr = np.frombuffer(data, dtype=np.dtype(spec["dtype"]).newbyteorder("<"))
-    if arr.size != count:
-        raise ValueError(f"stream {spec['name']!r} has {arr.size} values, expected {count}")
+        nbytes = spec.count * spec.itemsize
+        data = raw if spec.coder == "raw" else zstd_exact(raw, nbytes)
+        if len(data) != nbytes:
+            raise ValueError(f"stream {spec.name!r} has {len(data)} bytes, expected {nbytes}")
+        arr = np.frombuffer(data, dtype=np.dtype(spec.dtype).newbyteorder("<"))
+    if arr.size != spec.count:
+        raise ValueError(f"stream {spec.name!r} has {arr.size} values, expected {spec.count}")
     return arr
 
 
-def decode_tensor(entry: dict, blob: bytes) -> np.ndarray:
+def decode_tensor(entry: TensorSpec | dict, blob: bytes) -> np.ndarray:
     """Rebuild a tensor. Encodings: ``raw`` (values), ``codebook`` (codebook[indices]),
     ``sparse`` (relative-index gaps + values), ``sparse_codebook`` (gaps + codebook[indices])."""
-    streams = {s["name"]: decode_stream(s, raw) for s, raw in zip(entry["streams"],
-                                                                 _split_streams(blob, entry["streams"]))}
-    dtype = np.dtype(entry["dtype"])
-    shape = tuple(int(d) for d in entry["shape"])
-    size = int(np.prod(shape, dtype=np.int64))
-    enc = entry["encoding"]
+    if isinstance(entry, dict):
+        entry = TensorSpec.model_validate(entry)
+    streams = {s.name: decode_stream(s, raw) for s, raw in zip(entry.streams, _split_streams(blob, entry.streams))}
+    dtype = np.dtype(entry.dtype)
+    shape = tuple(entry.shape)
+    enc = entry.encoding
     if enc in ("codebook", "sparse_codebook"):
         book = streams["codebook"].astype(dtype)
         idx = streams["indices"].astype(np.int64)
@@ -190,21 +220,17 @@ def decode_tensor(entry: dict, blob: bytes) -> np.ndarray:
     else:
         values = streams["values"].astype(dtype)
     if enc in ("raw", "codebook"):
-        if values.size != size:
-            raise ValueError(f"{values.size} values for shape {shape}")
-        return values.reshape(shape)
-    if enc in ("sparse", "sparse_codebook"):
-        return codecs.sparse_decode(streams["gaps"], values, size, dtype).reshape(shape)
-    raise ValueError(f"unknown encoding {enc!r}")
+        return values.reshape(shape)  # the schema checked that the counts match the shape
+    return codecs.sparse_decode(streams["gaps"], values, entry.size, dtype).reshape(shape)
 
 
 def decode_tensors(contents: ArtifactContents) -> dict[str, np.ndarray]:
     out = {}
-    for entry in contents.manifest.get("tensors", []):
+    for entry in contents.spec.tensors:
         try:
-            out[entry["name"]] = decode_tensor(entry, contents.parts[entry["part"]])
+            out[entry.name] = decode_tensor(entry, contents.parts[entry.part])
         except Exception as e:
-            raise _fail(contents.path, f"tensor {entry.get('name')!r} cannot be decoded ({e})") from None
+            raise _fail(contents.path, f"tensor {entry.name!r} cannot be decoded ({e})") from None
     return out
 
 
@@ -225,11 +251,16 @@ def rebuild_onnx(contents: ArtifactContents) -> bytes:
     import onnx
     from onnx.helper import tensor_dtype_to_np_dtype
 
-    spec = contents.manifest["graph"]
-    raw = contents.parts[GRAPH_PART]
+    from .onnx_file import external_tensors
+
+    spec = contents.spec.graph
+    raw = contents.parts[spec.part]
     try:
+        graph_bytes = zstd_exact(raw, spec.onnx_bytes) if spec.coder == "zstd" else raw
+        if len(graph_bytes) != spec.onnx_bytes:
+            raise ValueError(f"{len(graph_bytes)} bytes, the manifest declares {spec.onnx_bytes}")
         model = onnx.ModelProto()
-        model.ParseFromString(_zstd_decompress(raw) if spec["coder"] == "zstd" else raw)
+        model.ParseFromString(graph_bytes)
     except Exception as e:
         raise _fail(contents.path, f"part '{GRAPH_PART}' is not a valid ONNX graph ({e})") from None
     tensors = decode_tensors(contents)
@@ -248,6 +279,9 @@ def rebuild_onnx(contents: ArtifactContents) -> bytes:
         del init.external_data[:]
         init.data_location = onnx.TensorProto.DEFAULT
         init.raw_data = arr.astype(want.newbyteorder("<"), copy=False).tobytes()
+    leftover = external_tensors(model)
+    if leftover:  # ONNX Runtime would resolve these against the working directory
+        raise _fail(contents.path, f"tensor {leftover[0][0]!r} refers to an outside file {leftover[0][1]!r}")
     meta = model.metadata_props.add()
     meta.key, meta.value = "edgeslim", json.dumps(artifact_metadata(contents.manifest))
     return model.SerializeToString()

@@ -31,7 +31,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 def benchmark(paths: list[str | os.PathLike], batch: int = 1, threads: int | None = None,
               warmup: int = 10, rounds: int = 20, iters_per_round: int = 5, seed: int = 0,
-              public_key: str | os.PathLike | None = None) -> list[dict]:
+              public_key: str | os.PathLike | None = None, require_signature: bool | None = None) -> list[dict]:
     """Measure each model; returns one dict per model, in the order given, with ratios to
     the first model (``speedup`` > 1 means faster than the first)."""
     rng = np.random.default_rng(seed)
@@ -40,7 +40,7 @@ def benchmark(paths: list[str | os.PathLike], batch: int = 1, threads: int | Non
     for p in paths:
         rss0 = current_rss_bytes()
         t0 = time.perf_counter()
-        r = load_model(p, threads=threads, public_key=public_key)
+        r = load_model(p, threads=threads, public_key=public_key, require_signature=require_signature)
         init_s = time.perf_counter() - t0
         x = rng.standard_normal((batch, *r.input_shape)).astype(np.float32)
         for _ in range(warmup):

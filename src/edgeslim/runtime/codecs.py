@@ -15,6 +15,7 @@ import struct
 import numpy as np
 
 MAX_CODE_LEN = 16
+HUFFMAN_CHUNK_BITS = 1 << 20  # bit positions decoded per step (bounds the lookup arrays)
 
 
 def bits_for(n_symbols: int) -> int:
@@ -33,10 +34,10 @@ def pack_bits(symbols: np.ndarray, bits: int) -> bytes:
 
 def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
     """Inverse of ``pack_bits``: ``count`` integers of ``bits`` bits each (uint32)."""
-    flat = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    if flat.size < bits * count:
-        raise ValueError(f"bit stream too short: {flat.size} bits for {count} symbols of {bits} bits")
-    m = flat[:bits * count].reshape(count, bits).astype(np.uint32)
+    if len(data) * 8 < bits * count:
+        raise ValueError(f"bit stream too short: {len(data) * 8} bits for {count} symbols of {bits} bits")
+    needed = np.frombuffer(data, dtype=np.uint8, count=(bits * count + 7) // 8)  # ignore trailing bytes
+    m = np.unpackbits(needed)[:bits * count].reshape(count, bits).astype(np.uint32)
     return (m << np.arange(bits - 1, -1, -1, dtype=np.uint32)).sum(axis=1, dtype=np.uint32)
 
 
@@ -127,15 +128,27 @@ def huffman_encode(symbols: np.ndarray, alphabet: int) -> bytes:
     return header + np.packbits(bits.astype(np.uint8)).tobytes()
 
 
-def huffman_decode(data: bytes) -> np.ndarray:
+def huffman_decode(data: bytes, expected_count: int | None = None) -> np.ndarray:
     """Inverse of ``huffman_encode`` (uint32 symbols). Builds a 2**maxlen lookup table of
-    (symbol, length) and reads one window per symbol."""
+    (symbol, length) and reads one window per symbol, ``HUFFMAN_CHUNK_BITS`` bit positions at
+    a time so memory stays proportional to the output. ``expected_count``: the number of
+    symbols the caller expects; a stream claiming another count is refused before decoding."""
+    if len(data) < 6:
+        raise ValueError("corrupt Huffman stream (shorter than its header)")
     count, alphabet = struct.unpack_from("<IH", data)
+    if expected_count is not None and count != expected_count:
+        raise ValueError(f"Huffman stream holds {count} symbols, expected {expected_count}")
+    if len(data) < 6 + alphabet:
+        raise ValueError("corrupt Huffman header (truncated code lengths)")
     lengths = np.frombuffer(data, dtype=np.uint8, count=alphabet, offset=6).astype(np.int64)
     if count == 0:
         return np.zeros(0, dtype=np.uint32)
-    if int(lengths.max()) > MAX_CODE_LEN or not lengths.any():
+    if not lengths.any() or int(lengths.max()) > MAX_CODE_LEN:
         raise ValueError("corrupt Huffman header (code lengths)")
+    payload = np.frombuffer(data, dtype=np.uint8, offset=6 + alphabet)
+    end = payload.size * 8
+    if count > end:  # every symbol takes at least one bit
+        raise ValueError(f"corrupt Huffman stream ({count} symbols in {end} bits)")
     codes = canonical_codes(lengths)
     max_len = int(lengths.max())
     table_sym = np.zeros(1 << max_len, dtype=np.int64)
@@ -144,18 +157,24 @@ def huffman_decode(data: bytes) -> np.ndarray:
         lo = int(codes[sym]) << (max_len - int(lengths[sym]))
         hi = lo + (1 << (max_len - int(lengths[sym])))
         table_sym[lo:hi], table_len[lo:hi] = sym, lengths[sym]
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8, offset=6 + alphabet))
-    padded = np.concatenate([bits, np.zeros(max_len, dtype=np.uint8)]).astype(np.int64)
-    window = np.zeros(bits.size, dtype=np.int64)  # the max_len bits starting at each position
-    for k in range(max_len):
-        window = (window << 1) | padded[k:k + bits.size]
-    sym_at, len_at = table_sym[window].tolist(), table_len[window].tolist()
-    out, pos, end = [0] * count, 0, bits.size
-    for i in range(count):
-        if pos >= end or len_at[pos] == 0:
-            raise ValueError("corrupt Huffman bit stream")
-        out[i] = sym_at[pos]
-        pos += len_at[pos]
-    if pos > end:
+    out: list[int] = []
+    pos = 0
+    for start in range(0, end, HUFFMAN_CHUNK_BITS):
+        stop = min(start + HUFFMAN_CHUNK_BITS, end)
+        span = stop - start + max_len
+        bits = np.unpackbits(payload[start // 8:(stop + max_len + 7) // 8])[:span].astype(np.int64)
+        padded = np.concatenate([bits, np.zeros(span - bits.size, dtype=np.int64)])
+        window = np.zeros(stop - start, dtype=np.int64)  # the max_len bits starting at each position
+        for k in range(max_len):
+            window = (window << 1) | padded[k:k + stop - start]
+        sym_at, len_at = table_sym[window].tolist(), table_len[window].tolist()
+        while len(out) < count and pos < stop:
+            if len_at[pos - start] == 0:
+                raise ValueError("corrupt Huffman bit stream")
+            out.append(sym_at[pos - start])
+            pos += len_at[pos - start]
+        if len(out) == count:
+            break
+    if len(out) < count or pos > end:
         raise ValueError("corrupt Huffman bit stream (runs past the end)")
     return np.asarray(out, dtype=np.uint32)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,9 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ArtifactError
+from .onnx_file import open_onnx
 from .preprocess import Preprocess
 
 METADATA_KEY = "edgeslim"
+REQUIRE_SIGNATURE_ENV = "EDGESLIM_REQUIRE_SIGNATURE"
+log = logging.getLogger(__name__)
 
 
 def session_options(threads: int | None = None):
@@ -40,9 +45,13 @@ class Runner:
                  metadata: dict[str, Any] | None = None):
         import onnxruntime as ort
 
-        source = model if isinstance(model, bytes) else str(model)
+        source = model if isinstance(model, bytes) else open_onnx(model).session_source()
         self.name = name or (Path(model).name if not isinstance(model, bytes) else "model")
-        self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT's own error types (InvalidGraph, Fail, ...) for models it cannot run
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ArtifactError(f"{self.name}: ONNX Runtime cannot load the model ({reason})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = metadata if metadata is not None else json.loads(meta.get(METADATA_KEY, "{}"))
         self.input_name = self.session.get_inputs()[0].name
@@ -86,15 +95,42 @@ def top_class(logits: np.ndarray, class_names: list[str] | None = None) -> Predi
     return Prediction(i, names[i] if i < len(names) else str(i), float(probs[i]), probs)
 
 
-def load_model(path: str | os.PathLike, threads: int | None = None, public_key: str | os.PathLike | None = None
-               ) -> Runner:
-    """Open an ``.onnx`` file (or a verified ``.eslim`` artifact) for inference."""
+def signature_required(require_signature: bool | None = None) -> bool:
+    """``require_signature`` if given, else whether ``EDGESLIM_REQUIRE_SIGNATURE`` is set (1/true/yes)."""
+    if require_signature is not None:
+        return require_signature
+    return os.environ.get(REQUIRE_SIGNATURE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_model(path: str | os.PathLike, threads: int | None = None, public_key: str | os.PathLike | None = None,
+               require_signature: bool | None = None) -> Runner:
+    """Open an ``.onnx`` file or an ``.eslim`` artifact for inference.
+
+    An ``.eslim`` file's digests are always checked, its signature when ``public_key`` (PEM)
+    is given; running one unverified logs a one-line warning. ``require_signature=True`` (default:
+    the ``EDGESLIM_REQUIRE_SIGNATURE`` environment variable) refuses anything that is not an
+    ``.eslim`` whose signature verified. ``False``: no policy and no warning, for files the
+    caller has just written itself."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
-    if path.suffix == ".eslim":
-        from .artifact import open_artifact  # torch-free loader of the compressed format
+    required = signature_required(require_signature)
+    if path.suffix != ".eslim":
+        if public_key is not None:
+            raise ArtifactError(f"{path}: .onnx files carry no signature, so --verify cannot check it; pack it "
+                                "as .eslim (`edgeslim pack --sign KEY`) and verify that")
+        if required:
+            raise ArtifactError(f"{path}: signatures are required ({REQUIRE_SIGNATURE_ENV}=1 or "
+                                "--require-signature) and .onnx files carry none; run a signed .eslim with --verify")
+        return Runner(path, threads)
+    if required and public_key is None:
+        raise ArtifactError(f"{path}: signatures are required ({REQUIRE_SIGNATURE_ENV}=1 or --require-signature) "
+                            "but no public key was given to check it; pass --verify KEY.pub")
+    from .artifact import open_artifact  # torch-free loader of the compressed format
 
-        onnx_bytes, metadata = open_artifact(path, public_key=public_key)
-        return Runner(onnx_bytes, threads, name=path.name, metadata=metadata)
-    return Runner(path, threads)
+    onnx_bytes, metadata = open_artifact(path, public_key=public_key)
+    if public_key is None and require_signature is None:
+        state = "signed, but no public key was given" if metadata["artifact"]["signed"] else "not signed"
+        log.warning("warning: running %s unverified (%s; only its checksums were checked); pass --verify KEY.pub, "
+                    "or set %s=1 to refuse unverified models", path, state, REQUIRE_SIGNATURE_ENV)
+    return Runner(onnx_bytes, threads, name=path.name, metadata=metadata)

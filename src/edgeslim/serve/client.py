@@ -7,7 +7,6 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 import httpx
@@ -65,9 +64,12 @@ class SplitClient:
         if head is not None:
             import onnxruntime as ort
 
+            from ..runtime.onnx_file import open_onnx
+
             opts = ort.SessionOptions()
             opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-            self.session = ort.InferenceSession(str(Path(head)), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(open_onnx(head).session_source(), opts,
+                                                providers=["CPUExecutionProvider"])
             self.input_name = self.session.get_inputs()[0].name
         inner = nodelay_transport(verify)
         self.transport = EmulatedNetworkTransport(link, inner) if link else None
