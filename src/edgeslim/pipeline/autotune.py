@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,10 @@ def _storage(url: str):
         with sqlite3.connect(path, timeout=60) as con:
             con.execute("PRAGMA journal_mode=WAL")  # readers and one writer at a time, no 'database is locked'
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+    with warnings.catch_warnings():  # Optuna 5 flags heartbeats 'experimental'; nothing the user can act on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # a worker killed mid-trial (machine lost) has its trial marked failed after the grace period
+        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
 
 
 def _sampler(cfg: SearchConfig, worker: int, offset: int):
