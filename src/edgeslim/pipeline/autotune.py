@@ -288,8 +288,12 @@ def search(checkpoint: str | Path, out: str | Path, max_accuracy_drop: float | N
     """
     import sys
 
-    base = config.model_dump() if isinstance(config, SearchConfig) else (config or {})
-    cfg = load_search_config(None, **{**base, "max_accuracy_drop": max_accuracy_drop, "trials": trials})
+    base = config.model_dump() if isinstance(config, SearchConfig) else dict(config or {})
+    if max_accuracy_drop is not None:
+        base["max_accuracy_drop"] = max_accuracy_drop
+    if trials is not None:
+        base["trials"] = trials
+    cfg = load_search_config(None, **base)
     if workers < 1:
         raise ConfigError("workers: must be >= 1")
     out = Path(out)
