@@ -401,8 +401,8 @@ def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="checkpoin
         title = f"Pareto front ({r['feasible']} of {r['complete']} trials within {r['max_accuracy_drop']:g} points)"
         console.print(rich_table(r["pareto"], PARETO_COLUMNS, title=title))
     elif r["closest"]:
-        console.print(rich_table(r["closest"], PARETO_COLUMNS, title=f"{NONE_WITHIN} ({r['complete']} trials over "
-                                                                     f"{r['max_accuracy_drop']:g} points)"))
+        console.print(rich_table(r["closest"], PARETO_COLUMNS, title=f"{NONE_WITHIN} (all {r['complete']} trials lose "
+                                                                     f"more than {r['max_accuracy_drop']:g} points)"))
     console.print(r["verdict"])
     console.print(f"report: {r['files']['md']}, plot: {r['files']['png']}")
 

@@ -412,8 +412,12 @@ def _verdict(rows: list[dict[str, Any]], pareto: list[dict[str, Any]], best: dic
     if not pareto:
         return (f"{NONE_WITHIN} {_short(min(rows, key=lambda r: r['drop_points']))} (budget {budget} points); raise "
                 "--max-accuracy-drop (--report-only re-ranks these trials) or search milder settings")
-    return (f"best within the {budget} point budget: smallest {_short(best['smallest'])}; fastest "
-            f"{_short(best['fastest'])}; most accurate {_short(best['most_accurate'])}")
+    by_trial: dict[int, list[str]] = {}  # "smallest and fastest trial 3", not the same trial twice
+    for what, r in best.items():
+        by_trial.setdefault(r["trial"], []).append(what.replace("_", " "))
+    rows_by_id = {r["trial"]: r for r in best.values()}
+    return f"best within the {budget} point budget: " + "; ".join(
+        f"{' and '.join(whats)} {_short(rows_by_id[t])}" for t, whats in by_trial.items())
 
 
 def summarize_study(study_name: str, storage_url: str, out: str | Path, cfg: SearchConfig | None = None
