@@ -15,8 +15,13 @@ Sharing one study between machines (PostgreSQL through SQLAlchemy)::
         --storage postgresql+psycopg2://user:password@dbhost:5432/edgeslim_search --study-name seed-cnn
 
 Each machine writes its trial folders under its own ``S/``; the Pareto report is computed
-from the shared study, so any machine can produce it. SQLite (the default) is opened in
-WAL mode with a 60 s busy timeout, which is enough for a few local worker processes.
+from the shared study, so any machine can produce it, under any budget, without running a trial::
+
+    edgeslim search --out R/ --report-only --max-accuracy-drop 1.0 \
+        --storage postgresql+psycopg2://user:password@dbhost:5432/edgeslim_search --study-name seed-cnn
+
+SQLite (the default) is opened in WAL mode with a 60 s busy timeout, which is enough for a
+few local worker processes.
 """
 from __future__ import annotations
 
