@@ -421,8 +421,9 @@ def _verdict(rows: list[dict[str, Any]], pareto: list[dict[str, Any]], best: dic
     for what, r in best.items():
         by_trial.setdefault(r["trial"], []).append(what.replace("_", " "))
     rows_by_id = {r["trial"]: r for r in best.values()}
-    return f"best within the {budget} point budget: " + "; ".join(
-        f"{' and '.join(whats)} {_short(rows_by_id[t])}" for t, whats in by_trial.items())
+    parts = [f"{' and '.join(filter(None, [', '.join(whats[:-1]), whats[-1]]))} {_short(rows_by_id[t])}"
+             for t, whats in by_trial.items()]
+    return f"best within the {budget} point budget: " + "; ".join(parts)
 
 
 def summarize_study(study_name: str, storage_url: str, out: str | Path, cfg: SearchConfig | None = None
