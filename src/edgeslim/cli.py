@@ -406,31 +406,57 @@ def compress_cmd(checkpoint: Path, recipe: str = typer.Option(..., help="built-i
 
 
 @app.command("search")
-def search_cmd(checkpoint: Path, out: Path = typer.Option(..., help="folder for study.db, trials/ and pareto.*"),
-               max_accuracy_drop: float = typer.Option(0.5, min=0.0, help="budget in accuracy points"),
-               trials: int = typer.Option(40, min=1, help="total trials in the study (over all workers and runs)"),
+def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="checkpoint folder (not needed with "
+                                                           "--report-only)"),
+               out: Path = typer.Option(..., help="folder for study.db, trials/ and pareto.*"),
+               max_accuracy_drop: Optional[float] = typer.Option(
+                   None, min=0.0, help="budget in accuracy points [default: the --config file's, else 0.5]"),
+               trials: Optional[int] = typer.Option(
+                   None, min=1, help="total trials in the study (over all workers and runs) [default: the --config "
+                                     "file's, else 40]"),
                storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default sqlite:///OUT/study.db;"
                                                      " e.g. postgresql+psycopg2://user:pw@host/db to share)"),
                study_name: str = typer.Option("edgeslim-search"),
                workers: int = typer.Option(1, min=1, help="local worker processes"),
-               config: Optional[Path] = typer.Option(None, help="YAML with search settings (SearchConfig)"),
+               config: Optional[Path] = typer.Option(None, help="YAML with search settings (SearchConfig); options "
+                                                     "given on the command line replace its values"),
                max_steps: Optional[int] = typer.Option(None, min=1, help="training steps per stage in a trial"),
                train_samples: Optional[int] = typer.Option(None, min=1),
                eval_samples: Optional[int] = typer.Option(None, min=1),
+               report_only: bool = typer.Option(False, "--report-only",
+                                                help="run no trial: rank the study's finished trials under "
+                                                     "--max-accuracy-drop and rewrite OUT/pareto.*"),
                data_dir: Optional[Path] = None, as_json: bool = typer.Option(False, "--json")) -> None:
     """Accuracy-aware search (Optuna, multi-objective: size, latency, accuracy); Pareto table + PNG."""
-    from .pipeline import search
-    from .pipeline.autotune import load_search_config
+    from .errors import ConfigError
+    from .pipeline import rerank, search
+    from .pipeline.autotune import NONE_WITHIN, load_search_config
     from .report import rich_table
     from .report.pipeline import PARETO_COLUMNS
 
-    cfg = load_search_config(config, max_steps=max_steps, train_samples=train_samples, eval_samples=eval_samples)
-    r = search(checkpoint, out, max_accuracy_drop, trials, storage=storage, study_name=study_name,
-               workers=workers, config=cfg, data_dir=data_dir, progress=not as_json)
+    if report_only:
+        budget = max_accuracy_drop
+        if budget is None and config:
+            budget = load_search_config(config).max_accuracy_drop
+        r = rerank(out, budget, storage=storage, study_name=study_name)
+    else:
+        if checkpoint is None:
+            raise ConfigError("search needs a CHECKPOINT folder to compress (or --report-only to re-rank the study "
+                              "in --out)")
+        # built once: the YAML file, then only the options given here (unset options are None)
+        cfg = load_search_config(config, max_accuracy_drop=max_accuracy_drop, trials=trials, max_steps=max_steps,
+                                 train_samples=train_samples, eval_samples=eval_samples)
+        r = search(checkpoint, out, storage=storage, study_name=study_name, workers=workers, config=cfg,
+                   data_dir=data_dir, progress=not as_json)
     if as_json:
         return _print_json({k: v for k, v in r.items() if k != "all_trials"})
-    console.print(rich_table(r["pareto"], PARETO_COLUMNS, title=f"Pareto front ({r['feasible']} of {r['complete']} "
-                                                                 "trials within budget)"))
+    if r["pareto"]:
+        title = f"Pareto front ({r['feasible']} of {r['complete']} trials within {r['max_accuracy_drop']:g} points)"
+        console.print(rich_table(r["pareto"], PARETO_COLUMNS, title=title))
+    elif r["closest"]:
+        console.print(rich_table(r["closest"], PARETO_COLUMNS, title=f"{NONE_WITHIN} (all {r['complete']} trials lose "
+                                                                     f"more than {r['max_accuracy_drop']:g} points)"))
+    console.print(r["verdict"])
     console.print(f"report: {r['files']['md']}, plot: {r['files']['png']}")
 
 # ---- edge / split / serve commands (issue 6) ----

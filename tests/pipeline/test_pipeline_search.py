@@ -5,12 +5,12 @@ import optuna
 import pytest
 
 from edgeslim.errors import ConfigError
-from edgeslim.pipeline import search
-from edgeslim.pipeline.autotune import SearchConfig, load_search_config, recipe_for
+from edgeslim.pipeline import rerank, search
+from edgeslim.pipeline.autotune import NONE_WITHIN, SearchConfig, load_search_config, pareto_front, recipe_for
 from edgeslim.pipeline.recipe import parse_recipe
 
 FAST = {"max_steps": 2, "finetune_epochs": 1, "distill_epochs": 1, "calibration_samples": 16, "bench_rounds": 2,
-        "eval_samples": 200, "space": {"width": [1.0, 0.5], "share_bits": [0, 4]}}
+        "train_samples": 300, "eval_samples": 200, "space": {"width": [1.0, 0.5], "share_bits": [0, 4]}}
 
 
 def test_two_workers_share_one_study_and_rerun_resumes(tmp_path, digits_checkpoint):
@@ -28,6 +28,7 @@ def test_two_workers_share_one_study_and_rerun_resumes(tmp_path, digits_checkpoi
     summary = json.loads((out / "pareto.json").read_text())
     assert len(summary["all_trials"]) == 4
     assert all(p["feasible"] == "yes" for p in summary["pareto"])
+    assert {p["trial"] for p in summary["pareto"]} == {t.number for t in study.best_trials}  # same front as Optuna
     assert (out / "pareto.png").stat().st_size > 1000 and "Pareto front" in (out / "pareto.md").read_text()
 
     r2 = search(ckpt, out, max_accuracy_drop=3.0, trials=5, workers=1, config=FAST, progress=False)
@@ -41,6 +42,24 @@ def test_infeasible_trials_are_kept_and_marked(tmp_path, digits_checkpoint):
     r = search(ckpt, tmp_path / "s", max_accuracy_drop=0.0, trials=1, config=cfg, progress=False)
     assert r["complete"] == 1 and r["feasible"] == 0 and r["pareto"] == []
     assert r["all_trials"][0]["feasible"] == "no"
+    # the report is never empty: it names the closest trial
+    assert [c["trial"] for c in r["closest"]] == [0] and r["verdict"].startswith(f"{NONE_WITHIN} trial 0")
+    assert NONE_WITHIN in (tmp_path / "s" / "pareto.md").read_text()
+
+    drop = r["closest"][0]["drop_points"]
+    r2 = rerank(tmp_path / "s", drop + 0.01)  # the same trial, a budget it meets: no trial is run
+    assert r2["complete"] == 1 and [p["trial"] for p in r2["pareto"]] == [0] and r2["closest"] == []
+    assert rerank(tmp_path / "s")["feasible"] == 0  # default: the budget the study was run with
+
+
+def test_pareto_front_keeps_feasible_non_dominated_rows():
+    def row(trial, size, ms, acc, ok="yes"):
+        return {"trial": trial, "size_bytes": size, "p50_ms": ms, "accuracy": acc, "feasible": ok}
+
+    rows = [row(0, 10, 1.0, 0.90), row(1, 20, 1.0, 0.90),  # 1: dominated by 0
+            row(2, 30, 0.5, 0.80), row(3, 5, 0.1, 0.99, ok="no"),  # 3 beats all but is over budget
+            row(4, 40, 2.0, 0.95)]
+    assert [r["trial"] for r in pareto_front(rows)] == [0, 2, 4]
 
 
 def test_trial_recipes_are_valid_and_config_errors_name_fields(tmp_path):

@@ -15,14 +15,20 @@ Sharing one study between machines (PostgreSQL through SQLAlchemy)::
         --storage postgresql+psycopg2://user:password@dbhost:5432/edgeslim_search --study-name seed-cnn
 
 Each machine writes its trial folders under its own ``S/``; the Pareto report is computed
-from the shared study, so any machine can produce it. SQLite (the default) is opened in
-WAL mode with a 60 s busy timeout, which is enough for a few local worker processes.
+from the shared study, so any machine can produce it, under any budget, without running a trial::
+
+    edgeslim search --out R/ --report-only --max-accuracy-drop 1.0 \
+        --storage postgresql+psycopg2://user:password@dbhost:5432/edgeslim_search --study-name seed-cnn
+
+SQLite (the default) is opened in WAL mode with a 60 s busy timeout, which is enough for a
+few local worker processes.
 """
 from __future__ import annotations
 
 import math
 import os
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +171,10 @@ def _storage(url: str):
         with sqlite3.connect(path, timeout=60) as con:
             con.execute("PRAGMA journal_mode=WAL")  # readers and one writer at a time, no 'database is locked'
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+    with warnings.catch_warnings():  # Optuna 5 flags heartbeats 'experimental'; nothing the user can act on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # a worker killed mid-trial (machine lost) has its trial marked failed after the grace period
+        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
 
 
 def _sampler(cfg: SearchConfig, worker: int, offset: int):
@@ -187,8 +196,11 @@ def _study(storage_url: str, study_name: str, cfg: SearchConfig, worker: int = 0
     return optuna.load_study(study_name=study_name, storage=storage, sampler=_sampler(cfg, worker, offset))
 
 
-def _objective(checkpoint: str, out: Path, cfg: SearchConfig, data, worker: int):
+def _objective(checkpoint: str, out: Path, cfg: SearchConfig, data, worker: int, log: bool, bars: bool):
+    from rich.console import Console
+
     from .compress import compress
+    from .recipe import load_recipe
 
     def objective(trial) -> tuple[float, float, float]:
         params = suggest_params(trial, cfg.space)
@@ -196,9 +208,18 @@ def _objective(checkpoint: str, out: Path, cfg: SearchConfig, data, worker: int)
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("params_full", params)
+        stages = load_recipe(recipe).stages
+
+        def on_stage(i: int, stage_type: str) -> None:
+            if log:
+                print(f"[worker {worker}] trial {trial.number}: stage {i + 1}/{len(stages)} {stage_type}: "
+                      f"{stages[i].summary()}", flush=True)
+
         try:
+            # compress's own stage tables stay quiet (one line per stage above instead); its
+            # training bars only when a single worker owns the terminal
             report = compress(checkpoint, recipe, out / "trials" / f"{trial.number:04d}", data=data,
-                              check_budget=False, progress=False)
+                              check_budget=False, progress=bars, console=Console(quiet=True), on_stage=on_stage)
         except EdgeslimError as e:
             raise TrialFailed(str(e)) from e
         final, base = report["final"], report["baseline"]
@@ -218,19 +239,21 @@ class TrialFailed(RuntimeError):
 
 
 def run_worker(checkpoint: str, out: str, storage_url: str, study_name: str, cfg_json: dict, worker: int,
-               n_trials: int, data_dir: str | None = None, log: bool = True,
+               n_trials: int, data_dir: str | None = None, log: bool = True, bars: bool = False,
                trust_code: bool | list[str] = False) -> int:
     """One search process: load the shared study and run ``n_trials`` trials (module-level so
-    that ``multiprocessing`` spawn can start it). ``trust_code``: the caller's
-    ``trusted_code`` setting, which a fresh process does not inherit."""
+    that a fresh interpreter can start it). ``log``: a line per stage and per finished trial;
+    ``bars``: the training progress bars too (only for a worker alone on a terminal).
+    ``trust_code``: the caller's ``trusted_code`` setting, which a fresh process does not inherit."""
     from ..models.checkpoint import trusted_code
 
     with trusted_code(trust_code):
-        return _run_worker(checkpoint, out, storage_url, study_name, cfg_json, worker, n_trials, data_dir, log)
+        return _run_worker(checkpoint, out, storage_url, study_name, cfg_json, worker, n_trials, data_dir, log,
+                           bars)
 
 
 def _run_worker(checkpoint: str, out: str, storage_url: str, study_name: str, cfg_json: dict, worker: int,
-                n_trials: int, data_dir: str | None, log: bool) -> int:
+                n_trials: int, data_dir: str | None, log: bool, bars: bool) -> int:
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -249,11 +272,13 @@ def _run_worker(checkpoint: str, out: str, storage_url: str, study_name: str, cf
     def report(study, trial) -> None:
         if log:
             vals = "failed" if trial.values is None else (
-                f"acc {trial.values[2]:.2%} size {trial.values[0] / 1024:,.1f} KB p50 {trial.values[1]:.3f} ms "
-                f"{'ok' if feasible(trial) else 'over budget'}")
-            print(f"[worker {worker}] trial {trial.number}: {vals}", flush=True)
+                f"acc {trial.values[2]:.2%} ({-trial.user_attrs['drop_points']:+.2f} points) "
+                f"size {trial.values[0] / 1024:,.1f} KB p50 {trial.values[1]:.3f} ms "
+                f"{'within budget' if feasible(trial) else 'over budget'}")
+            seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+            print(f"[worker {worker}] trial {trial.number} done in {seconds:.0f} s: {vals}", flush=True)
 
-    study.optimize(_objective(checkpoint, Path(out), cfg, data, worker), n_trials=n_trials,
+    study.optimize(_objective(checkpoint, Path(out), cfg, data, worker, log, bars), n_trials=n_trials,
                    callbacks=[stop, report], catch=(TrialFailed,))
     return worker
 
@@ -270,16 +295,23 @@ def search(checkpoint: str | Path, out: str | Path, max_accuracy_drop: float | N
            progress: bool = True) -> dict[str, Any]:
     """Search stage parameters for the smallest / fastest / most accurate models within
     ``max_accuracy_drop`` points of the original; ``trials`` in total over all workers and runs.
+    Both default to ``config``'s values; given here, they replace them.
 
     ``storage``: an Optuna/SQLAlchemy URL; default ``sqlite:///OUT/study.db``, so calling it
     again continues the study up to ``trials``. ``workers``: local processes sharing it.
     Writes ``OUT/pareto.md``, ``OUT/pareto.json`` and ``OUT/pareto.png``; returns their content.
+    To rank the finished trials under another budget without running any, use :func:`rerank`.
     """
+    import sys
+
     from ..models.checkpoint import current_code_trust
 
-    cfg = SearchConfig.model_validate(config or {}) if not isinstance(config, SearchConfig) else config
-    updates = {k: v for k, v in (("max_accuracy_drop", max_accuracy_drop), ("trials", trials)) if v is not None}
-    cfg = cfg.model_copy(update=updates)
+    base = config.model_dump() if isinstance(config, SearchConfig) else dict(config or {})
+    if max_accuracy_drop is not None:
+        base["max_accuracy_drop"] = max_accuracy_drop
+    if trials is not None:
+        base["trials"] = trials
+    cfg = load_search_config(None, **base)
     if workers < 1:
         raise ConfigError("workers: must be >= 1")
     out = Path(out)
@@ -290,13 +322,39 @@ def search(checkpoint: str | Path, out: str | Path, max_accuracy_drop: float | N
     _check_same_config(study, cfg)
     remaining = max(0, cfg.trials - _finished(study))
     shares = [remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)]
+    bars = progress and sum(n > 0 for n in shares) == 1 and sys.stdout.isatty()
     trust = current_code_trust()
     args = [(checkpoint, str(out), storage_url, study_name, cfg.model_dump(mode="json"), i, n,
-             str(data_dir) if data_dir else None, progress, trust) for i, n in enumerate(shares) if n > 0]
+             str(data_dir) if data_dir else None, progress, bars, trust) for i, n in enumerate(shares) if n > 0]
     if len(args) == 1:
         run_worker(*args[0])
     elif args:
         _run_processes(args)
+    return summarize_study(study_name, storage_url, out, cfg)
+
+
+def rerank(out: str | Path, max_accuracy_drop: float | None = None, *, storage: str | None = None,
+           study_name: str = "edgeslim-search") -> dict[str, Any]:
+    """Rank an existing study's finished trials under ``max_accuracy_drop`` (default: the
+    budget it was run with) without running any trial: feasibility is recomputed from each
+    trial's stored accuracy drop, and ``OUT/pareto.*`` are rewritten. The study itself is not
+    changed, so resuming it still needs its original settings."""
+    import optuna
+
+    out = Path(out)
+    storage_url = storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
+    if storage is None and not (out / STUDY_DB).exists():
+        raise ConfigError(f"{out} holds no search study ({STUDY_DB} is missing); pass the --out folder of a search, "
+                          "or --storage with the database URL it used")
+    try:
+        study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+    except KeyError:
+        raise ConfigError(f"no study named {study_name!r} in {_redact(storage_url)}; check --study-name") from None
+    saved = study.user_attrs.get("config") or {}
+    budget = saved.get("max_accuracy_drop") if max_accuracy_drop is None else max_accuracy_drop
+    if budget is None:
+        raise ConfigError("this study does not record its accuracy budget; pass --max-accuracy-drop")
+    cfg = load_search_config(None, **{**saved, "max_accuracy_drop": budget})
     return summarize_study(study_name, storage_url, out, cfg)
 
 
@@ -306,8 +364,11 @@ def _check_same_config(study, cfg: SearchConfig) -> None:
     if saved is None:
         study.set_user_attr("config", current)
     elif saved != current:
-        raise ConfigError("this study was started with other search settings; use the same settings to resume "
-                          "it, or a new --out folder / --study-name")
+        changed = sorted(k for k in {*saved, *current} if saved.get(k) != current.get(k))
+        hint = (" To rank the finished trials under another accuracy budget without running more, use "
+                "--report-only (edgeslim.pipeline.autotune.rerank)." if "max_accuracy_drop" in changed else "")
+        raise ConfigError(f"this study was started with other search settings ({', '.join(changed)} differ); use the "
+                          "same settings to resume it, or a new --out folder / --study-name." + hint)
 
 
 def _run_processes(args: list[tuple]) -> None:
@@ -327,48 +388,102 @@ def _run_processes(args: list[tuple]) -> None:
                             "finished trial: run the same command again to resume")
 
 
-def trial_rows(study) -> list[dict[str, Any]]:
+CLOSEST = 5  # trials shown when none is within the budget
+NONE_WITHIN = "none within budget; closest:"
+
+
+def trial_rows(study, max_accuracy_drop: float | None = None) -> list[dict[str, Any]]:
+    """One row per complete trial; ``feasible`` is recomputed from its accuracy drop when a
+    budget is given (so a finished study can be re-ranked), else read from its constraint."""
     from optuna.trial import TrialState
 
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         p = t.user_attrs.get("params_full", t.params)
-        rows.append({"trial": t.number, "accuracy": t.values[2], "drop_points": t.user_attrs.get("drop_points"),
-                     "size_bytes": t.values[0], "p50_ms": t.values[1], "feasible": "yes" if feasible(t) else "no",
+        drop = t.user_attrs.get("drop_points")
+        ok = drop <= max_accuracy_drop + 1e-9 if max_accuracy_drop is not None and drop is not None else feasible(t)
+        rows.append({"trial": t.number, "accuracy": t.values[2], "drop_points": drop,
+                     "size_bytes": t.values[0], "p50_ms": t.values[1], "feasible": "yes" if ok else "no",
                      "worker": t.user_attrs.get("worker"), "macs": t.user_attrs.get("macs"), **p})
     return rows
 
 
+def _dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    at_least = a["size_bytes"] <= b["size_bytes"] and a["p50_ms"] <= b["p50_ms"] and a["accuracy"] >= b["accuracy"]
+    return at_least and (a["size_bytes"], a["p50_ms"], a["accuracy"]) != (b["size_bytes"], b["p50_ms"], b["accuracy"])
+
+
+def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Feasible rows no other feasible row beats on all three objectives (what Optuna's
+    ``best_trials`` gives for the budget the study ran with), smallest first."""
+    ok = [r for r in rows if r["feasible"] == "yes"]
+    return sorted((r for r in ok if not any(_dominates(o, r) for o in ok)), key=lambda r: r["size_bytes"])
+
+
+def _short(r: dict[str, Any]) -> str:
+    return (f"trial {r['trial']} ({r['accuracy']:.2%}, {-r['drop_points']:+.2f} points, "
+            f"{r['size_bytes'] / 1024:,.1f} KB, p50 {r['p50_ms']:.3f} ms)")
+
+
+def _verdict(rows: list[dict[str, Any]], pareto: list[dict[str, Any]], best: dict | None, budget: str) -> str:
+    if not rows:
+        return "no complete trial yet: run the search (again) to add trials"
+    if not pareto:
+        return (f"{NONE_WITHIN} {_short(min(rows, key=lambda r: r['drop_points']))} (budget {budget} points); raise "
+                "--max-accuracy-drop (--report-only re-ranks these trials) or search milder settings")
+    by_trial: dict[int, list[str]] = {}  # "smallest and fastest trial 3", not the same trial twice
+    for what, r in best.items():
+        by_trial.setdefault(r["trial"], []).append(what.replace("_", " "))
+    rows_by_id = {r["trial"]: r for r in best.values()}
+    parts = [f"{' and '.join(filter(None, [', '.join(whats[:-1]), whats[-1]]))} {_short(rows_by_id[t])}"
+             for t, whats in by_trial.items()]
+    return f"best within the {budget} point budget: " + "; ".join(parts)
+
+
 def summarize_study(study_name: str, storage_url: str, out: str | Path, cfg: SearchConfig | None = None
                     ) -> dict[str, Any]:
-    """Pareto front (feasible trials only) as Markdown + JSON + PNG in ``out``."""
+    """Pareto front of the trials within ``cfg.max_accuracy_drop`` (the budget stored in each
+    trial's constraint without ``cfg``) as Markdown + JSON + PNG in ``out``; when no trial is
+    within it, the closest ones (lowest accuracy drop first) instead - never an empty report."""
     import optuna
 
     from .._io import atomic_write_text
     from ..report.pipeline import pareto_markdown, plot_pareto
 
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
-    rows = trial_rows(study)
-    pareto_ids = {t.number for t in study.best_trials}
-    pareto = sorted((r for r in rows if r["trial"] in pareto_ids), key=lambda r: r["size_bytes"])
+    sampled_with = (study.user_attrs.get("config") or {}).get("max_accuracy_drop")
+    budget = cfg.max_accuracy_drop if cfg else sampled_with
+    budget_text = "the study's" if budget is None else f"{budget:g}"
+    rows = trial_rows(study, budget)
+    pareto = pareto_front(rows)
+    ok = [r for r in rows if r["feasible"] == "yes"]
+    best = ({"smallest": min(ok, key=lambda r: r["size_bytes"]), "fastest": min(ok, key=lambda r: r["p50_ms"]),
+             "most_accurate": max(ok, key=lambda r: r["accuracy"])} if ok else None)
+    closest = [] if ok else sorted(rows, key=lambda r: r["drop_points"])[:CLOSEST]
     baseline = next((t.user_attrs["baseline"] for t in study.trials if "baseline" in t.user_attrs), None)
-    budget = cfg.max_accuracy_drop if cfg else None
     summary = {"study": study_name, "storage": _redact(storage_url), "trials": len(study.trials),
-               "complete": len(rows), "feasible": sum(r["feasible"] == "yes" for r in rows),
-               "max_accuracy_drop": budget, "baseline": baseline, "pareto": pareto, "all_trials": rows,
-               "workers": sorted({r["worker"] for r in rows if r["worker"] is not None})}
+               "complete": len(rows), "feasible": len(ok), "max_accuracy_drop": budget,
+               "sampled_with_max_accuracy_drop": sampled_with, "baseline": baseline,
+               "verdict": _verdict(rows, pareto, best, budget_text), "best": best, "pareto": pareto, "closest": closest,
+               "all_trials": rows, "workers": sorted({r["worker"] for r in rows if r["worker"] is not None})}
     write_json(out / "pareto.json", summary)
     base_line = (f"original: accuracy {baseline['accuracy']:.2%}, {baseline['size_bytes'] / 1024:,.1f} KB (zstd), "
                  f"p50 {baseline['p50_ms']:.3f} ms" if baseline else "")
+    resampled = (f" Ranked under a {budget:g} point budget; the trials were sampled for {sampled_with:g}."
+                 if sampled_with is not None and budget is not None and sampled_with != budget else "")
+    table = (pareto_markdown(pareto) if pareto else
+             pareto_markdown(closest, title=NONE_WITHIN) if closest else "")
     md = "\n".join([f"# Compression search `{study_name}`", "",
                     f"{summary['complete']} complete trials ({summary['feasible']} within the "
-                    f"{budget} point budget); objectives: deployable size (bytes after zstd), latency p50 "
-                    "(batch 1, ONNX Runtime), accuracy. Infeasible trials are excluded from the front.", "",
-                    base_line, "", pareto_markdown(pareto), "![Pareto front](pareto.png)", ""])
+                    f"{budget_text} point budget); objectives: deployable size (bytes after zstd), latency p50 "
+                    "(batch 1, ONNX Runtime), accuracy. Infeasible trials are excluded from the front." + resampled,
+                    "", f"**{summary['verdict']}**", "", base_line, "", table,
+                    "![Pareto front](pareto.png)" if rows else "", ""])
     atomic_write_text(out / "pareto.md", md)
     if rows:
-        plot_pareto(rows, pareto_ids, out / "pareto.png", baseline, title=f"search {study_name}")
+        plot_pareto(rows, {r["trial"] for r in pareto}, out / "pareto.png", baseline, title=f"search {study_name}")
     summary["files"] = {k: str(out / f"pareto.{k}") for k in ("md", "json", "png")}
     return summary
 
