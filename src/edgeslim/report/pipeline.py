@@ -88,7 +88,7 @@ def plot_pareto(rows: Sequence[dict[str, Any]], pareto_ids: set[int], path: str 
             bx = baseline[key] / 1024 if key == "size_bytes" else baseline[key]
             ax.scatter([bx], [100 * baseline["accuracy"]], marker="s", color="black", label="original")
         ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel("validation accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0].set_xscale("log")
     axes[0].legend(loc="lower right", fontsize=8)
