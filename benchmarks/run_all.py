@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 # (area, script, results file): order follows the data flow of the toolkit
-SCRIPTS = [("prune", "bench_prune.py", "prune.md"), ("quantize", "bench_quantize.py", "quantize.md"),
+SCRIPTS = [("budget", "bench_budget.py", "budget.md"), ("prune", "bench_prune.py", "prune.md"), ("quantize", "bench_quantize.py", "quantize.md"),
            ("distill", "bench_distill.py", "distill.md"),
            ("artifact", "bench_artifact.py", "artifact.md"),
            ("pipeline", "bench_search.py", "pipeline.md"), ("edge", "bench_split.py", "edge.md"),

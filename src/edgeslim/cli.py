@@ -157,13 +157,15 @@ def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Opti
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option(4, min=1),
-         sparsity: float = typer.Option(0.9, min=0.0, max=0.99), data_dir: Optional[Path] = None,
+         target_latency: float = typer.Option(0.5, min=0.05, max=1.0,
+                                              help="fraction of the baseline's measured latency to prune to"),
+         data_dir: Optional[Path] = None,
          threads: Optional[int] = None) -> None:
     """Train, prune, quantize, export and run seed-cnn on Fashion-MNIST; one comparison table."""
     from .pipeline.demo import run_demo
     from .report import rich_table
 
-    r = run_demo(out, epochs=epochs, sparsity=sparsity, data_dir=data_dir, threads=threads,
+    r = run_demo(out, epochs=epochs, target_latency=target_latency, data_dir=data_dir, threads=threads,
                  log=lambda s: console.print(f"[bold cyan]{s}[/bold cyan]"))
     console.print(rich_table(r["rows"], r["columns"], title="baseline vs compressed (ONNX Runtime)"))
     s = r["summary"]

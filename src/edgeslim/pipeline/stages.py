@@ -88,7 +88,7 @@ def run_distill(stage: DistillStage, state: ModelState, ctx: StageContext) -> Mo
     config = DistillConfig(temperature=stage.temperature, alpha=stage.alpha, epochs=stage.epochs, lr=stage.lr,
                            batch_size=stage.batch_size, max_steps=stage.max_steps, seed=ctx.seed,
                            augmentation="shift_flip" if ctx.augment else "none")
-    distill(student, ctx.teacher, ctx.data.train, config, progress=ctx.progress)
+    distill(student, ctx.teacher, ctx.data.train, config, val=ctx.data.val, progress=ctx.progress)
     return ModelState(student, info={"width": stage.width})
 
 
@@ -98,7 +98,7 @@ def run_share_weights(stage: ShareWeightsStage, state: ModelState, ctx: StageCon
     config = _train_config(ctx, stage.finetune_epochs, stage.lr, max_steps=stage.max_steps)
     model, codebooks = share_weights(state.model, stage.bits(), data=ctx.data.train,
                                      finetune_epochs=stage.finetune_epochs, train_config=config,
-                                     progress=ctx.progress)
+                                     progress=ctx.progress, val=ctx.data.val)
     return ModelState(model, info={"shared_layers": sorted(codebooks)})
 
 
