@@ -86,16 +86,47 @@ class Preprocess:
         arr = np.asarray(image, dtype=np.uint8)
         return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
+    def decode_size(self) -> tuple[int, int] | None:
+        """The smallest (width, height) a decoder may scale an image down to before the
+        resize (JPEG DCT scaling keeps at least this), or None if the image is used as is."""
+        if self.resize is not None:
+            return self.resize[1], self.resize[0]
+        if self.resize_short is not None:
+            return self.resize_short, self.resize_short
+        return None
+
     def load_image(self, path: str | Path) -> np.ndarray:
-        """Image file -> model input of shape (1, ...). Unreadable files raise ValueError."""
+        """Image file -> model input of shape (1, ...). Unreadable files, and images above
+        ``MAX_IMAGE_PIXELS`` (checked from the header, before anything is decoded), raise
+        ValueError."""
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise ValueError(_too_large(path, w, h))
+                target = self.decode_size()
+                if target is not None:
+                    im.draft("L" if self.channels == 1 else "RGB", target)  # JPEG: decode at 1/2..1/8 scale
                 im.load()
                 arr = self.image_to_array(im)
         except FileNotFoundError:
             raise ValueError(f"image file not found: {path}") from None
-        except (UnidentifiedImageError, OSError) as e:
+        except IsADirectoryError:
+            raise ValueError(f"{path} is a folder, not an image file") from None
+        except Image.DecompressionBombError as e:  # Pillow's own check in Image.open, above ours
+            raise ValueError(f"image {path} is too large to decode safely ({e}); scale it down first") from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:  # PIL raises SyntaxError on some bad headers
             raise ValueError(f"cannot read image {path}: {e}. Use a PNG or JPEG file.") from None
         return self.normalize_batch(arr[None])
+
+
+# 50 megapixels: far above any camera frame a model input is made from, while its decoded
+# RGB pixels (150 MB) still fit a small device. A 410 KB PNG can declare 12000 x 12000.
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def _too_large(path: str | Path, w: int, h: int) -> str:
+    return (f"image {path} is {w} x {h} pixels ({w * h / 1e6:.0f} megapixels), above the "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixel limit; scale it down first")
