@@ -20,7 +20,7 @@ from .errors import ConfigError
 _TEMP_NAME = re.compile(r"^\..+\.tmp$")
 
 
-def _naming(e: OSError, path: Path) -> OSError:
+def oserror_for(e: OSError, path: Path) -> OSError:
     """The same error (same errno, same subclass) naming the file the caller asked for, not
     the hidden temporary file, so a disk-full message says which output failed."""
     return OSError(e.errno, e.strerror or str(e), str(path)) if e.errno else e
@@ -72,12 +72,12 @@ def atomic_write_files(files: Mapping[str | os.PathLike, bytes]) -> list[Path]:
             try:
                 temps.append(_write_temp(path, data))
             except OSError as e:
-                raise _naming(e, path) from e
+                raise oserror_for(e, path) from e
         for tmp, path in zip(temps, targets):
             try:
                 os.replace(tmp, path)
             except OSError as e:
-                raise _naming(e, path) from e
+                raise oserror_for(e, path) from e
             done.append(path)
     except BaseException:
         for p in temps:

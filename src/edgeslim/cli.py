@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -395,8 +397,6 @@ def search_cmd(checkpoint: Path, out: Path = typer.Option(..., help="folder for 
 def _cpu_list(text: Optional[str]) -> Optional[List[int]]:
     from .errors import ConfigError
 
-    import os
-
     if not text:
         return None
     try:
@@ -600,6 +600,11 @@ def error_line(e: BaseException) -> tuple[str, int]:
         return f"a file is not UTF-8 text ({e}); save it as UTF-8", EXIT_BAD_INPUT
     if isinstance(e, yaml.YAMLError):
         return f"invalid YAML: {e}", EXIT_BAD_INPUT
+    io_error = re.search(r"\(os error (\d+)\)", str(e))  # Rust libraries (safetensors) wrap OSError
+    if io_error:
+        code = int(io_error.group(1))
+        return f"{os.strerror(code)} while writing or reading a file ({type(e).__name__}) " \
+               f"({_OS_HINTS.get(code, 'check the path and the disk')})", EXIT_BAD_INPUT
     if isinstance(e, MemoryError):
         return "out of memory (use a smaller input, batch or model)", EXIT_BAD_INPUT
     return f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)", EXIT_INTERNAL
