@@ -6,6 +6,7 @@ file (metadata), so a device reproduces exactly what the model was trained on.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,10 @@ class Preprocess:
         from PIL import Image, UnidentifiedImageError
 
         try:
-            with Image.open(path) as im:
+            with warnings.catch_warnings():  # Pillow warns from 89 MP; our own, lower cap refuses below
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(path)
+            with im:
                 w, h = im.size
                 if w * h > MAX_IMAGE_PIXELS:
                     raise ValueError(_too_large(path, w, h))
