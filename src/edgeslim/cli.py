@@ -561,6 +561,7 @@ _OS_HINTS = {errno.ENOSPC: "free some disk space or write somewhere else",
              errno.EROFS: "the file system is read-only: write somewhere else",
              errno.ENOENT: "check the path", errno.EISDIR: "give a file, not a folder",
              errno.ENOTDIR: "a part of the path is a file, not a folder",
+             errno.EEXIST: "a file of that name is in the way: choose another path",
              errno.EFBIG: "the file is too large for this file system or the process's limit"}
 
 
