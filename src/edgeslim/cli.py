@@ -1,7 +1,10 @@
 """The ``edgeslim`` command line. Every command is a thin call into the library."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -20,6 +23,7 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 @app.callback()
 def _global_options(ctx: typer.Context,
+                    debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error"),
                     trust_code: bool = typer.Option(
                         False, "--trust-code",
                         help="let checkpoints (eval, export, pack, prune, quantize, compress, distill, search) "
@@ -29,12 +33,16 @@ def _global_options(ctx: typer.Context,
                     allow_class: List[str] = typer.Option(
                         [], "--allow-class", metavar="MODULE:CLASS",
                         help="like --trust-code, for this one nn.Module subclass only (repeatable)")) -> None:
+    """Compress PyTorch models and run them on edge devices."""
+    _DEBUG["on"] = debug
     # One option for every command that loads a checkpoint: it sets the library's trust
     # context for the duration of the command (edgeslim.models.trusted_code).
     if trust_code or allow_class:
         from .models.checkpoint import trusted_code
 
         ctx.with_resource(trusted_code(True if trust_code else allow_class))
+# ONNX Runtime threads; unset: its default (all cores)
+_THREADS_OPT = typer.Option(None, min=1, help="ONNX Runtime threads (default: all cores)")
 
 
 def _print_json(obj) -> None:
@@ -63,9 +71,15 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
           data_dir: Optional[Path] = typer.Option(None, help="folder with the data set files"),
           out: Path = typer.Option(..., help="checkpoint folder to write")) -> None:
     """Train a model and write a checkpoint folder (weights.safetensors + model.json)."""
+    from pydantic import ValidationError
+
+    from .errors import config_error
     from .train import TrainConfig, train_model
 
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=shift, hflip=hflip)
+    try:
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=shift, hflip=hflip)
+    except ValidationError as e:
+        raise config_error(e, "train option") from None
     ckpt = train_model(model, dataset, config, out=out, data_dir=data_dir, val_samples=val_samples)
     m = ckpt.meta["metrics"]
     console.print(f"test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} "
@@ -75,7 +89,7 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
 @app.command("eval")
 def eval_cmd(checkpoint: Path = typer.Argument(..., help="checkpoint folder, or an exported .onnx / .eslim file"),
              dataset: Optional[str] = None, data_dir: Optional[Path] = None,
-             limit: Optional[int] = typer.Option(None, help="evaluate on the first N test samples"),
+             limit: Optional[int] = typer.Option(None, min=1, help="evaluate on the first N test samples"),
              as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
     """Accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes of a checkpoint, or of
     a deployable file run by ONNX Runtime (the on-device path)."""
@@ -117,7 +131,7 @@ _REQUIRE_SIGNATURE_OPT = typer.Option(
 
 
 @app.command()
-def run(model: Path, image: Path, threads: Optional[int] = None,
+def run(model: Path, image: Path, threads: Optional[int] = _THREADS_OPT,
         public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
         require_signature: bool = _REQUIRE_SIGNATURE_OPT,
         as_json: bool = typer.Option(False, "--json")) -> None:
@@ -135,7 +149,7 @@ def run(model: Path, image: Path, threads: Optional[int] = None,
 
 
 @app.command()
-def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Optional[int] = None,
+def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Optional[int] = _THREADS_OPT,
           rounds: int = typer.Option(20, min=1), warmup: int = typer.Option(10, min=0),
           public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
           require_signature: bool = _REQUIRE_SIGNATURE_OPT,
@@ -160,7 +174,7 @@ def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option
          target_latency: float = typer.Option(0.5, min=0.05, max=1.0,
                                               help="fraction of the baseline's measured latency to prune to"),
          data_dir: Optional[Path] = None,
-         threads: Optional[int] = None) -> None:
+         threads: Optional[int] = _THREADS_OPT) -> None:
     """Train, prune, quantize, export and run seed-cnn on Fashion-MNIST; one comparison table."""
     from .pipeline.demo import run_demo
     from .report import rich_table
@@ -250,13 +264,13 @@ def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="st
                  max_accuracy_drop: Optional[float] = typer.Option(None, help="points; keeps sensitive layers float"),
                  epochs: int = typer.Option(2, help="QAT / centroid fine-tuning epochs"),
                  bits_conv: int = typer.Option(4), bits_linear: int = typer.Option(5),
-                 threads: Optional[int] = None, data_dir: Optional[Path] = None,
+                 threads: Optional[int] = _THREADS_OPT, data_dir: Optional[Path] = None,
                  out: Path = typer.Option(..., help="folder for model.onnx and summary.json"),
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """Quantize a checkpoint: static int8 (QDQ), dynamic int8, QAT, or weight sharing."""
     from pydantic import ValidationError
 
-    from .errors import ConfigError
+    from .errors import config_error
     from .quantize.api import QuantizeConfig, quantize_checkpoint
 
     try:
@@ -265,7 +279,7 @@ def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="st
                                 max_accuracy_drop=max_accuracy_drop, epochs=epochs, bits_conv=bits_conv,
                                 bits_linear=bits_linear, threads=threads)
     except ValidationError as e:
-        raise ConfigError("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())) from None
+        raise config_error(e, "quantize option") from None
     r = quantize_checkpoint(checkpoint, config, out, data_dir, log=lambda s: err.print(f"[cyan]{s}[/cyan]"))
     s = r.summary
     if as_json:
@@ -300,7 +314,7 @@ def distill_cmd(teacher: Path = typer.Option(..., help="teacher checkpoint folde
     from pydantic import ValidationError
 
     from .distill import DistillConfig, distill_checkpoint
-    from .errors import ConfigError
+    from .errors import ConfigError, config_error
 
     try:
         hints = [tuple(h.split(":", 1)) for h in hint]
@@ -309,7 +323,7 @@ def distill_cmd(teacher: Path = typer.Option(..., help="teacher checkpoint folde
         cfg = DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs, lr=lr, batch_size=batch_size,
                             seed=seed, hint_layers=hints, unlabeled=unlabeled, augmentation=augmentation)
     except ValidationError as e:
-        raise ConfigError(str(e)) from None
+        raise config_error(e, "distill option") from None
     ck = distill_checkpoint(teacher, student, width, cfg, out, dataset, data_dir)
     m = ck.meta["metrics"]
     console.print(f"student test accuracy {m['accuracy']:.4f} (teacher {m['teacher_accuracy']:.4f}), "
@@ -335,14 +349,14 @@ def pack_cmd(checkpoint: Path, out: Optional[Path] = typer.Option(None, help="de
     """Pack a checkpoint into a compressed, verifiable .eslim file (sparse + codebooks + entropy coding)."""
     from pydantic import ValidationError
 
-    from .errors import ConfigError
+    from .errors import config_error
     from .export.artifact import PackOptions, pack_checkpoint
     from .report import rich_table
 
     try:
         options = PackOptions(entropy=entropy, float16=float16)
     except ValidationError as e:
-        raise ConfigError(str(e)) from None
+        raise config_error(e, "pack option") from None
     r = pack_checkpoint(checkpoint, out, sign, options)
     if as_json:
         return _print_json(r)
@@ -468,9 +482,15 @@ def _cpu_list(text: Optional[str]) -> Optional[List[int]]:
     if not text:
         return None
     try:
-        return [int(c) for c in text.split(",") if c.strip()]
+        cpus = [int(c) for c in text.split(",") if c.strip()]
     except ValueError:
         raise ConfigError(f"--cpus must be a comma-separated list of CPU numbers, not {text!r}") from None
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    missing = [c for c in cpus if c not in allowed]
+    if missing or not cpus:
+        raise ConfigError(f"--cpus {text}: CPU(s) {', '.join(map(str, missing)) or '(none)'} not available to this "
+                          f"process (use some of {', '.join(map(str, allowed))})")
+    return cpus
 
 
 _PROFILES_OPT = typer.Option([], "--profiles", help="extra device/network profile YAML files")
@@ -665,15 +685,102 @@ def split_infer_cmd(url: str, head: Optional[Path] = typer.Option(None, help="he
 
 
 
-def main() -> None:
+# ---- the error boundary: one line per failure, the traceback only with --debug ----
+_DEBUG = {"on": False}
+
+
+
+
+EXIT_BAD_INPUT = 2  # bad input or environment: an option, a file, the disk (the message says what to do)
+EXIT_INTERNAL = 1  # an error edgeslim did not expect: a bug to report (with the --debug traceback)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+_OS_HINTS = {errno.ENOSPC: "free some disk space or write somewhere else",
+             errno.EDQUOT: "free some disk space or write somewhere else",
+             errno.EACCES: "check the permissions or choose another path",
+             errno.EPERM: "check the permissions or choose another path",
+             errno.EROFS: "the file system is read-only: write somewhere else",
+             errno.ENOENT: "check the path", errno.EISDIR: "give a file, not a folder",
+             errno.ENOTDIR: "a part of the path is a file, not a folder",
+             errno.EEXIST: "a file of that name is in the way: choose another path",
+             errno.EFBIG: "the file is too large for this file system or the process's limit"}
+
+
+def _os_error_line(e: OSError) -> str:
+    code = e.errno if e.errno is not None else (errno.ENOENT if isinstance(e, FileNotFoundError) else None)
+    hint = _OS_HINTS.get(code, "check the path and the disk")
+    what = e.strerror or str(e)
+    name = e.filename if e.filename is not None else None
+    if name is None:
+        return f"{what} ({hint})"
+    verb = "cannot write" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS) else "cannot use"
+    return f"{verb} {name}: {what} ({hint})"
+
+
+def _click_exceptions():
+    """The exceptions module of the click that Typer runs on (recent Typer vendors its own)."""
+    return sys.modules[typer.BadParameter.__module__]
+
+
+def error_line(e: BaseException) -> tuple[str, int]:
+    """The one line (without 'error: ') and the exit code the CLI reports for ``e``."""
+    import yaml
+    from pydantic import ValidationError
+
+    from .errors import validation_message
+
+    if isinstance(e, _click_exceptions().ClickException):
+        cmd = e.ctx.command_path if getattr(e, "ctx", None) is not None else "edgeslim"
+        return f"{e.format_message()} (see '{cmd} --help')", e.exit_code
+    if isinstance(e, EdgeslimError):
+        return str(e), EXIT_BAD_INPUT
+    if isinstance(e, ValidationError):
+        return validation_message(e, f"{e.title} value") + " (fix that option or field)", EXIT_BAD_INPUT
+    if isinstance(e, OSError):
+        return _os_error_line(e), EXIT_BAD_INPUT
+    if isinstance(e, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({e}); save it as UTF-8", EXIT_BAD_INPUT
+    if isinstance(e, yaml.YAMLError):
+        return f"invalid YAML: {e}", EXIT_BAD_INPUT
+    io_error = re.search(r"\(os error (\d+)\)", str(e))  # Rust libraries (safetensors) wrap OSError
+    if io_error:
+        code = int(io_error.group(1))
+        return f"{os.strerror(code)} while writing or reading a file ({type(e).__name__}) " \
+               f"({_OS_HINTS.get(code, 'check the path and the disk')})", EXIT_BAD_INPUT
+    if isinstance(e, MemoryError):
+        return "out of memory (use a smaller input, batch or model)", EXIT_BAD_INPUT
+    return f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)", EXIT_INTERNAL
+
+
+def _report(message: str) -> None:
+    # one physical line whatever the message holds: no wrapping, no rich markup of '[...]'
+    sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+    sys.stderr.flush()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """The ``edgeslim`` entry point: exit 0 on success; 2 with one ``error: ...`` line for bad
+    input, a missing or unwritable file or a full disk; 130 on Ctrl-C; 1 with one line naming
+    the exception for anything unexpected. ``--debug`` shows the traceback instead."""
+    click = _click_exceptions()
+    _DEBUG["on"] = "--debug" in (argv if argv is not None else sys.argv[1:])  # also for errors before the callback
     try:
-        app()
-    except EdgeslimError as e:
-        err.print(f"[red]error:[/red] {e}")
-        sys.exit(2)
-    except FileNotFoundError as e:
-        err.print(f"[red]error:[/red] {e}")
-        sys.exit(2)
+        rv = typer.main.get_command(app).main(args=argv, prog_name="edgeslim", standalone_mode=False)
+    except click.NoArgsIsHelpError as e:
+        e.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a command, or EOF at a prompt
+        _report("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:  # noqa: BLE001 - this is the boundary
+        if _DEBUG["on"]:
+            raise
+        line, code = error_line(e)
+        _report(line)
+        sys.exit(code)
+    if rv == EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130), returned in this mode
+        _report("interrupted")
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_files
 from ..errors import ConfigError
 
 # Ops whose presence means the model runs integer kernels (int8 device speed applies).
@@ -254,6 +254,6 @@ def split_model(model: str | os.PathLike | onnx.ModelProto, at: str,
         onnx.checker.check_model(part)
     if out_dir is not None:
         out = Path(out_dir)
-        atomic_write_bytes(out / "head.onnx", head.SerializeToString())
-        atomic_write_bytes(out / "tail.onnx", tail.SerializeToString())
+        # both or neither: a head without its tail (disk full, Ctrl-C) would pass for a split
+        atomic_write_files({out / "head.onnx": head.SerializeToString(), out / "tail.onnx": tail.SerializeToString()})
     return head, tail

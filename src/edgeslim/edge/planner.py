@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, config_error
 from ..serve.tensor_format import header_size
 from .calibrate import HostCalibration, MemoryRefusal, check_memory
 from .graph import CutPoint
@@ -43,8 +43,7 @@ def plan_config(**fields) -> PlanConfig:
     try:
         return PlanConfig(**fields)
     except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid plan option: {msgs}") from None
+        raise config_error(e, "plan option") from None
 
 
 @dataclass

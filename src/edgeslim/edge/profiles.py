@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ConfigError
+from .._io import parse_yaml_mapping, read_yaml_mapping
+from ..errors import ConfigError, config_error
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
 
@@ -74,26 +74,19 @@ class ProfileCatalog:
         self.networks.update(other.networks)
 
 
-def _format_validation_error(path: Path, error: ValidationError) -> str:
-    lines = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"])
-        lines.append(f"{where}: {e['msg']}")
-    return f"invalid profile file {path}:\n  " + "\n  ".join(lines)
+_EXPECTED = "'devices:' and/or 'networks:'"
 
 
 def parse_profiles(text: str, source: str | os.PathLike = "<string>") -> ProfileCatalog:
     """Validate one YAML document; errors name the file and the bad field (e.g. devices.pi.memory_mb)."""
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"profile file {source} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"profile file {source} must be a mapping with 'devices:' and/or 'networks:'")
+    return _catalog(parse_yaml_mapping(text, source, "profile file", _EXPECTED), source)
+
+
+def _catalog(raw: dict, source: str | os.PathLike) -> ProfileCatalog:
     try:
         parsed = _ProfileFile.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(Path(source), e)) from None
+        raise config_error(e, f"profile file {source}") from None
     for group in (parsed.devices, parsed.networks):
         for name, prof in group.items():
             prof.name = name
@@ -107,5 +100,5 @@ def load_profiles(extra: Iterable[str | os.PathLike] = ()) -> ProfileCatalog:
     for path in files:
         if not path.exists():
             raise ConfigError(f"profile file not found: {path}")
-        catalog.add(parse_profiles(path.read_text(encoding="utf-8"), path))
+        catalog.add(_catalog(read_yaml_mapping(path, "profile file", _EXPECTED), path))
     return catalog

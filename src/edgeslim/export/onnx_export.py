@@ -12,7 +12,7 @@ import onnx
 import torch
 import torch.nn as nn
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, oserror_for, temp_path
 
 from ..runtime.runner import METADATA_KEY  # one key, read by the torch-free runtime
 from .optimize import GraphOptimization, OptimizeMode, optimize_onnx
@@ -30,16 +30,18 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
     recorded in the metadata under "graph_optimization"."""
     model = model.eval()
     dummy = torch.zeros(1, *input_shape)
-    tmp = Path(path).with_suffix(".export.tmp")
-    with warnings.catch_warnings():
+    # the exporter writes a file: a temporary one beside the target, gone even if the disk fills up
+    with temp_path(path) as tmp, warnings.catch_warnings():
         # The TorchScript exporter is deprecated but is the one that handles every
         # model here (custom same-padding convs included) fast and without tracing guards.
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=opset,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    proto = onnx.load(str(tmp))
-    tmp.unlink()
+        try:
+            torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        except OSError as e:
+            raise oserror_for(e, Path(path)) from e
+        proto = onnx.load(str(tmp))
     proto, report = optimize_onnx(proto, optimize)
     if report:
         metadata = {**(metadata or {}), "graph_optimization": report}

@@ -34,8 +34,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .._io import write_json
-from ..errors import ConfigError, EdgeslimError
+from .._io import read_yaml_mapping, write_json
+from ..errors import ConfigError, EdgeslimError, config_error
 
 STUDY_DB = "study.db"
 OBJECTIVES = ("size_bytes", "p50_ms", "accuracy")
@@ -43,16 +43,20 @@ DIRECTIONS = ("minimize", "minimize", "maximize")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # as recipes: unknown fields and wrong types (`trials: "3"`, `seed: true`) are refused
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 
 
 class SearchSpace(_Strict):
     """Ranges of the searched stage parameters. A range ``[lo, hi]`` with ``lo == hi`` fixes it;
     0 switches a stage off (sparsity 0: no magnitude pruning; share_bits 0: no sharing)."""
-    sparsity: tuple[float, float] = (0.0, 0.95)
-    structured_ratio: tuple[float, float] = (0.0, 0.5)
+    # a YAML list fills a range (strict mode alone would demand a Python tuple)
+    sparsity: tuple[float, float] = Field((0.0, 0.95), strict=False)
+    structured_ratio: tuple[float, float] = Field((0.0, 0.5), strict=False)
     width: list[float] = Field(default_factory=lambda: [1.0, 0.75, 0.5])
-    kd_temperature: tuple[float, float] = (1.0, 8.0)
+    kd_temperature: tuple[float, float] = Field((1.0, 8.0), strict=False)
     share_bits: list[int] = Field(default_factory=lambda: [0, 4, 5, 6])
     bits: list[int] = Field(default_factory=lambda: [32, 8])
 
@@ -95,18 +99,14 @@ class SearchConfig(_Strict):
 
 def load_search_config(path: str | Path | None = None, **overrides: Any) -> SearchConfig:
     """SearchConfig from a YAML file (optional) plus non-None overrides; errors name the field."""
-    import yaml
     from pydantic import ValidationError
 
-    from .recipe import validation_message
-
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path else {}
-    data = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    data = read_yaml_mapping(path, "search config", "search settings (see SearchConfig)") if path else {}
+    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         return SearchConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(validation_message(e, str(path or "search settings")).replace("recipe", "search config", 1)
-                          ) from None
+        raise config_error(e, f"search config {path or '(options)'}") from None
 
 
 def _suggest_float(trial, name: str, bounds: tuple[float, float], step: float) -> float:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-from .._io import atomic_write_bytes, atomic_write_text, read_json, write_json
+from .._io import atomic_write_bytes, atomic_write_text, read_json, remove_stale_temps, write_json
 from ..errors import ConfigError, EdgeslimError
 from ..models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..runtime.bench import FASTER_MARGIN
@@ -178,10 +178,22 @@ def _console(progress: bool, console):
     return console or Console(quiet=not progress, width=None if sys.stdout.isatty() else 160)
 
 
+def _read_state(path: Path) -> dict:
+    """state.json of an earlier run; a truncated or hand-edited one is a clear error."""
+    try:
+        state = read_json(path)
+        if not (isinstance(state, dict) and isinstance(state.get("stages"), list) and "recipe_hash" in state):
+            raise ValueError("missing 'stages' or 'recipe_hash'")
+        return state
+    except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
+        raise ConfigError(f"the run folder {path.parent} is damaged: {path.name} cannot be read ({e}); delete "
+                          "the folder (or choose another --out) and run compress again") from None
+
+
 def _start_state(out: Path, recipe: Recipe, source, meta, resume: bool, console) -> tuple[dict, Checkpoint]:
     path = out / STATE
     if path.exists():
-        state = read_json(path)
+        state = _read_state(path)
         if not resume:
             raise ConfigError(f"{out} already holds a compression run ({len(state['stages'])} stage(s) done); "
                               "pass --resume to continue it, or choose another --out folder")
@@ -192,6 +204,7 @@ def _start_state(out: Path, recipe: Recipe, source, meta, resume: bool, console)
         console.print(f"resuming {out}: {len(state['stages'])} of {len(recipe.stages)} stage(s) already done")
         return state, load_checkpoint(out / "stages" / ORIGINAL)
     ckpt = _source_checkpoint(source, meta)
+    recipe.check_layer_names(ckpt.model)  # before anything is written: a fixed recipe can start afresh
     save_checkpoint(ckpt.model, out / "stages" / ORIGINAL, ckpt.meta)
     state = {"recipe": recipe.model_dump(mode="json"), "recipe_hash": _recipe_hash(recipe),
              "source": str(source) if isinstance(source, (str, Path)) else type(source).__name__,
@@ -229,6 +242,7 @@ def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: s
     adapt = check_budget if adapt is None else adapt
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # what an interrupted stage left half-written
     con = _console(progress, console)
     state, original = _start_state(out, recipe, checkpoint_or_model, meta, resume, con)
     bundle = _load_data(original.meta, recipe, data_dir, data)

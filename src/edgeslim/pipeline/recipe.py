@@ -11,19 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import ConfigError
+from .._io import read_yaml_mapping
+from ..errors import ConfigError, config_error
 from ..prune import PruneConfig
 from ..quantize.api import QuantizeConfig
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 TORCH_STAGES = ("prune", "distill", "share_weights")
+STAGE_TYPES = (*TORCH_STAGES, "quantize", "export")
+# Unknown fields are refused, and so are values of the wrong type: `epochs: true` or
+# `epochs: "3"` is a mistake, not 1 or 3 (an int still fills a float field).
+STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class PruneStage(PruneConfig):
@@ -31,6 +35,7 @@ class PruneStage(PruneConfig):
     nm, criterion, sparsity or target_macs, scope, schedule oneshot / gradual, fine-tuning
     distilled from the original model or learnt from the labels only...)."""
     type: Literal["prune"]
+    model_config = STRICT
 
     def prune_config(self) -> PruneConfig:
         # only the fields the recipe set, so PruneConfig's own defaults and checks apply unchanged
@@ -99,6 +104,7 @@ class QuantizeStage(QuantizeConfig):
     benchmark: bool = False  # the pipeline report times every stage side by side already
     # time int8 against float with the recipe's latency settings and ship the faster one
     keep_float_if_slower: bool = False
+    model_config = STRICT
 
     def quantize_config(self) -> QuantizeConfig:
         return QuantizeConfig(**self.model_dump(exclude={"type", "keep_float_if_slower"}))
@@ -160,47 +166,16 @@ class Recipe(_Strict):
                 raise ValueError(f"stages[{i}]: quantize cannot follow an eslim export")
         return self
 
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    """('stages', 1, 'prune', 'sparsity') -> 'stages[1].sparsity' (the union tag is noise)."""
-    out = ""
-    skip_tag = False
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            skip_tag = True
-            continue
-        if skip_tag and part in ("prune", "distill", "share_weights", "quantize", "export"):
-            skip_tag = False
-            continue
-        skip_tag = False
-        out += f".{part}" if out else str(part)
-    return out
-
-
-def _message(err: dict[str, Any]) -> str:
-    msg = err["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        msg = msg.removeprefix(prefix)
-    ctx = err.get("ctx", {})
-    friendly = {"less_than": "must be < {lt}", "less_than_equal": "must be <= {le}",
-                "greater_than": "must be > {gt}", "greater_than_equal": "must be >= {ge}",
-                "extra_forbidden": "unknown field (check the spelling)",
-                "missing": "field required"}
-    if err["type"] in friendly:
-        try:
-            msg = friendly[err["type"]].format(**ctx)
-        except KeyError:
-            pass
-    if err["type"] == "union_tag_invalid":
-        msg = f"unknown stage type {ctx.get('tag')!r}; use one of {ctx.get('expected_tags')}"
-    return msg
-
-
-def validation_message(e: ValidationError, source: str) -> str:
-    # recipe-level checks put the stage index in the message itself
-    lines = [f"{_format_loc(err['loc'])}: {_message(err)}" if err["loc"] else _message(err) for err in e.errors()]
-    return f"invalid recipe {source}:\n  " + "\n  ".join(lines)
+    def check_layer_names(self, model: Any) -> None:
+        """Refuse a prune stage naming a layer ``model`` lacks, before any stage runs (it
+        would otherwise surface only when that stage starts, after the baseline is measured).
+        Every stage keeps the layer names of the input model, so it is the one to check."""
+        for i, stage in enumerate(self.stages):
+            if isinstance(stage, PruneStage):
+                try:
+                    stage.prune_config().check_layer_names(model)
+                except ConfigError as e:
+                    raise ConfigError(f"invalid recipe {self.name}: stages[{i}].{e}") from None
 
 
 def parse_recipe(data: dict[str, Any], source: str = "<dict>") -> Recipe:
@@ -209,7 +184,7 @@ def parse_recipe(data: dict[str, Any], source: str = "<dict>") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(validation_message(e, source)) from None
+        raise config_error(e, f"recipe {source}", STAGE_TYPES) from None
 
 
 def builtin_recipe_path(name: str) -> Path:
@@ -229,11 +204,8 @@ def load_recipe(name_or_path: str | Path | Recipe | dict) -> Recipe:
     if not path.exists():
         raise ConfigError(f"recipe {str(name_or_path)!r} not found: use a built-in one "
                           f"({', '.join(r['name'] for r in list_recipes())}) or a YAML file path")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"invalid recipe {path}: not valid YAML ({e})") from None
-    if isinstance(data, dict) and "name" not in data:
+    data = read_yaml_mapping(path, "recipe", "'stages' (a list of stages)")
+    if "name" not in data:
         data["name"] = path.stem
     return parse_recipe(data, str(path))
 

@@ -12,13 +12,13 @@ from typing import Any, Callable
 import torch.nn as nn
 from pydantic import ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, config_error
 from ..models.checkpoint import Checkpoint
 from ..evaluate.metrics import evaluate_split
 from ..evaluate.size import count_macs, count_nonzero_params, count_params
 from ..train.loop import LossFn, TrainConfig, fit
 from ._data import iter_batches
-from .config import PruneConfig, config_error
+from .config import PruneConfig
 from .nm import nm_compatible, nm_mask
 from .schedule import cubic_steps
 from .sensitivity import allocate_sparsity, sensitivity_analysis
@@ -34,7 +34,7 @@ def make_config(config: PruneConfig | dict | None = None, **overrides: Any) -> P
         base = config.model_dump(exclude_unset=True) if isinstance(config, PruneConfig) else dict(config or {})
         return PruneConfig(**{**base, **overrides})
     except ValidationError as e:
-        raise config_error(e) from None
+        raise config_error(e, "prune config") from None
 
 
 def _splits(data: Any) -> tuple[Any, Any]:

@@ -167,9 +167,9 @@ class PruneConfig(BaseModel):
         return (self.criterion == "taylor" or self.finetune_epochs > 0 or self.scope == "sensitivity"
                 or self.effective_layout == "latency")
 
-    def check_against(self, model: nn.Module, data: Any = None) -> None:
-        """Raise ConfigError for anything that would fail later: unknown layer names,
-        layers that cannot be pruned by this method, missing data."""
+    def check_layer_names(self, model: nn.Module) -> None:
+        """Raise ConfigError for a layer name (layers, exclude, layer_sparsity) that ``model``
+        lacks or that names a layer which cannot be pruned."""
         modules = dict(model.named_modules())
         for field_name, names in (("layers", self.layers or []), ("exclude", self.exclude),
                                   ("layer_sparsity", list(self.layer_sparsity or {}))):
@@ -181,6 +181,12 @@ class PruneConfig(BaseModel):
                 if not isinstance(modules[name], PRUNABLE) and field_name != "exclude":
                     raise ConfigError(f"{field_name}: {name!r} is a {type(modules[name]).__name__}; only Conv2d "
                                       "and Linear layers can be pruned")
+
+    def check_against(self, model: nn.Module, data: Any = None) -> None:
+        """Raise ConfigError for anything that would fail later: unknown layer names,
+        layers that cannot be pruned by this method, missing data."""
+        self.check_layer_names(model)
+        modules = dict(model.named_modules())
         if self.method == "nm":
             for name in self.layers or []:
                 if not nm_compatible(modules[name].weight, self.m):
@@ -194,15 +200,6 @@ class PruneConfig(BaseModel):
                    if self.effective_layout == "latency" else
                    "sensitivity analysis needs evaluation data")
             raise ConfigError(f"{why}: pass data= (a DataBundle, or a Split)")
-
-
-def config_error(e: Exception) -> ConfigError:
-    """A pydantic ValidationError as a ConfigError naming the bad field."""
-    errors = getattr(e, "errors", None)
-    if callable(errors):
-        parts = [f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in errors()]
-        return ConfigError("invalid prune config: " + "; ".join(parts))
-    return ConfigError(str(e))
 
 
 def parse_layer_values(text: str | None) -> dict[str, float] | None:

@@ -7,6 +7,7 @@ file (metadata), so a device reproduces exactly what the model was trained on.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -87,25 +88,53 @@ class Preprocess:
         arr = np.asarray(image, dtype=np.uint8)
         return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
+    def decode_size(self) -> tuple[int, int] | None:
+        """The smallest (width, height) a decoder may scale an image down to before the
+        resize (JPEG DCT scaling keeps at least this), or None if the image is used as is."""
+        if self.resize is not None:
+            return self.resize[1], self.resize[0]
+        if self.resize_short is not None:
+            return self.resize_short, self.resize_short
+        return None
+
     def load_image(self, source: str | Path | BinaryIO, formats: tuple[str, ...] | None = None,
                    max_pixels: int | None = None) -> np.ndarray:
         """Image file (a path or a binary file object) -> model input of shape (1, ...).
-        ``formats`` (e.g. ("PNG", "JPEG")) and ``max_pixels`` bound what an untrusted upload may
-        make Pillow decode; the size is checked from the header, before any pixel is decoded.
+        ``formats`` (e.g. ("PNG", "JPEG")) and ``max_pixels`` (default ``MAX_IMAGE_PIXELS``) bound
+        what an untrusted image may make Pillow decode: the size is checked from the header, before
+        any pixel is decoded, and JPEGs are decoded at the smallest scale the resize allows.
         Unreadable or refused images raise ValueError."""
         from PIL import Image, UnidentifiedImageError
 
         name = f"image {source}" if isinstance(source, (str, os.PathLike)) else "the uploaded image"
+        max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+        kinds = " or ".join(formats) if formats else "PNG or JPEG"
         try:
-            with Image.open(source, formats=formats) as im:
-                if max_pixels is not None and im.width * im.height > max_pixels:
-                    raise ValueError(f"{name} is {im.width}x{im.height} pixels; at most {max_pixels:,} "
-                                     "pixels are accepted. Send a smaller image.")
+            with warnings.catch_warnings():  # Pillow warns from 89 MP; our own, lower cap refuses below
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(source, formats=formats)
+            with im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise ValueError(f"{name} is {w} x {h} pixels ({w * h / 1e6:.1f} megapixels), above the "
+                                     f"{max_pixels / 1e6:.1f} megapixel limit; scale it down first")
+                target = self.decode_size()
+                if target is not None:
+                    im.draft("L" if self.channels == 1 else "RGB", target)  # JPEG: decode at 1/2..1/8 scale
                 im.load()
                 arr = self.image_to_array(im)
         except FileNotFoundError:
             raise ValueError(f"image file not found: {source}") from None
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-            kinds = " or ".join(formats) if formats else "PNG or JPEG"
+        except IsADirectoryError:
+            raise ValueError(f"{source} is a folder, not an image file") from None
+        except Image.DecompressionBombError as e:  # Pillow's own check in Image.open, above ours
+            raise ValueError(f"{name} is too large to decode safely ({e}); scale it down first") from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:  # PIL raises SyntaxError on some bad headers
             raise ValueError(f"cannot read {name}: {e}. Use a {kinds} file.") from None
         return self.normalize_batch(arr[None])
+
+
+# 50 megapixels: far above any camera frame a model input is made from, while its decoded
+# RGB pixels (150 MB) still fit a small device. A 410 KB PNG can declare 12000 x 12000.
+MAX_IMAGE_PIXELS = 50_000_000
+
