@@ -191,6 +191,7 @@ def test_a_stage_that_breaks_the_budget_is_weakened_until_it_fits(tmp_path, digi
     assert attempts[0]["strength"] == 1.0 and not attempts[0]["passed"]  # 99.5% of the weights: far too much
     kept = rep["stages"][0]
     assert not kept.get("skipped") and 0 < kept["strength"] < 1
+    # the stage that makes the final result: within the budget by one standard error
     assert kept["metrics"]["val_drop_points"] + kept["metrics"]["val_drop_stderr"] <= 5.0
     assert len({a["strength"] for a in attempts}) == len(attempts)  # bisection never repeats itself
     sparsity = rep["rows"][1]["nonzero_params"] / rep["rows"][0]["nonzero_params"]
@@ -257,3 +258,21 @@ def test_budget_allowances_and_strength_knobs():
     drop, stderr = budget.paired_drop([True] * 90 + [False] * 10, [True] * 85 + [False] * 15)
     assert drop == pytest.approx(5.0) and stderr == pytest.approx(100 * 5 ** 0.5 / 100)
     assert budget.parse_duration("30m") == 1800 and budget.parse_duration("1.5h") == 5400
+    # the stage that makes the final result must fit by one standard error, earlier ones by the measure
+    assert budget.StageSearch(0.5, True).judge(0.4, 0.2) and not budget.StageSearch(0.5, True, margin=1).judge(0.4, 0.2)
+
+
+def test_bisection_order_and_stopping():
+    from edgeslim.pipeline.budget import Attempt, StageSearch
+
+    search = StageSearch(0.5, True)
+    tried, fits_up_to = [], 0.6
+    while (x := search.next_strength(out_of_time=False)) is not None:
+        tried.append(x)
+        search.attempts.append(Attempt(x, 1.0 if x > fits_up_to else 0.1, 0.1, x <= fits_up_to, 1.0, "s"))
+    assert tried == [1.0, 0.5, 0.75, 0.625]  # at most 4 tries
+    assert search.best.strength == 0.5
+    timed_out = StageSearch(0.5, True, [Attempt(1.0, 1.0, 0.1, False, 1.0, "s")])
+    assert timed_out.next_strength(out_of_time=True) is None and timed_out.best is None
+    no_knob = StageSearch(0.5, False, [Attempt(1.0, 1.0, 0.1, False, 1.0, "s")])
+    assert no_knob.next_strength(out_of_time=False) is None

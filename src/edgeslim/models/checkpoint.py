@@ -223,7 +223,11 @@ def save_checkpoint(model: nn.Module, folder: str | Path, meta: dict[str, Any]) 
     recover_checkpoint(folder)
     staging = folder / PENDING
     staging.mkdir()
-    save_file(_plain_state(model), str(staging / WEIGHTS))
+    try:
+        save_file(_plain_state(model), str(staging / WEIGHTS))
+    except Exception as e:  # safetensors reports a full disk as its own error type, without the file
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OSError(f"cannot write {folder / WEIGHTS}: {e}; free some space or choose another folder") from None
     _fsync(staging / WEIGHTS)
     _reached("weights-staged")
     full = {"format_version": FORMAT_VERSION, "architecture": architecture_of(model), **meta,

@@ -8,9 +8,11 @@ sparsity 0.94 at strength 0.5 keeps 24% of the weights, not 53%); weight-sharing
 from the recipe's towards 8; int8 quantization and N:M have no setting in between (on or off).
 
 Decisions are made on the validation split held out of training, never on the test split.
-A candidate counts as within its allowance when its measured drop plus one standard error of
-the paired difference (from the samples on which the two models disagree) stays inside it,
-so that a result accepted on validation holds on unseen data too, not by luck of the draw.
+The stage that makes the final result (the last one that changes weights) counts as within the
+budget only when its measured drop plus one standard error of the paired difference (from the
+samples on which the two models disagree) stays inside it, so that a result accepted on
+validation holds on unseen data too, not by luck of the draw; earlier stages are held to their
+share by the measured drop alone (their share leaves the later stages room).
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ class StageSearch:
     allowed: float
     has_knob: bool
     attempts: list[Attempt] = field(default_factory=list)
+    margin: float = 0.0  # standard errors added to the measured drop (1 for the stage that makes the result)
 
     @property
     def best(self) -> Attempt | None:
@@ -90,7 +93,7 @@ class StageSearch:
         return (lo + hi) / 2
 
     def judge(self, drop: float, stderr: float) -> bool:
-        return drop + stderr <= self.allowed + 1e-9
+        return drop + self.margin * stderr <= self.allowed + 1e-9
 
 
 # ---- each stage type's knob ---------------------------------------------------------------

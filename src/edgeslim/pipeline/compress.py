@@ -309,7 +309,9 @@ class _Run:
         judged = self.adapt and stage.type != "export"  # an export changes no weights
         current = self.state.get("current") or {}
         done = [Attempt(**a) for a in current.get("attempts", [])] if current.get("index") == i else []
-        search = StageSearch(self.allowed[i] if judged else math.inf, judged and has_knob(stage), done)
+        lossy = [k for k, s in enumerate(self.recipe.stages) if s.type != "export"]
+        margin = 1.0 if lossy and i == lossy[-1] else 0.0  # the stage that makes the final result
+        search = StageSearch(self.allowed[i] if judged else math.inf, judged and has_knob(stage), done, margin)
         while (strength := search.next_strength(self.out_of_time())) is not None:
             search.attempts.append(self._attempt(i, name, weakened(stage, strength), strength, search))
             self.state["current"] = {"index": i, "attempts": [a.as_dict() for a in search.attempts]}
