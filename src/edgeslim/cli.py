@@ -171,7 +171,7 @@ def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Opti
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option(4, min=1),
-         target_latency: float = typer.Option(0.5, min=0.05, max=1.0,
+         target_latency: float = typer.Option(0.7, min=0.05, max=1.0,
                                               help="fraction of the baseline's measured latency to prune to"),
          data_dir: Optional[Path] = None,
          threads: Optional[int] = _THREADS_OPT) -> None:

@@ -17,7 +17,7 @@ from typing import Callable
 from .._io import atomic_write_text, write_json
 
 
-def run_demo(out: str | Path = "runs/demo", epochs: int = 4, target_latency: float = 0.5, finetune_epochs: int = 2,
+def run_demo(out: str | Path = "runs/demo", epochs: int = 4, target_latency: float = 0.7, finetune_epochs: int = 2,
              calibration_samples: int = 512, threads: int | None = None, data_dir: str | Path | None = None,
              log: Callable[[str], None] = print, progress: bool = True) -> dict:
     from ..evaluate.metrics import agreement, evaluate_split, predict_logits
