@@ -80,7 +80,9 @@ def run_one(name: str, model: str, template: str, target: str, work: Path) -> di
     if template.startswith("prune"):
         result = eval_json(out, logs / f"{name}-{model}.eval.log")
         deployable = exported(out, logs / f"{name}-{model}.export.log")
-        row.update(accuracy=result["accuracy"], zeros=result["sparsity"], macs_fraction=result["macs"] / dense_eval["macs"])
+        pruned = json.loads((out / "prune_summary.json").read_text())["after"]  # zeros among conv/linear weights
+        row.update(accuracy=result["accuracy"], zeros=pruned["weight_sparsity"],
+                   macs_fraction=result["macs"] / dense_eval["macs"])
     else:
         report = json.loads((out / "report.json").read_text())
         deployable = Path(report["deployable"])

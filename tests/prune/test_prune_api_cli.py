@@ -103,6 +103,16 @@ def test_structured_needs_a_target():
     assert P.make_config(method="structured", sparsity=0.3).sparsity == 0.3
 
 
+def test_a_default_is_not_taken_for_the_callers_choice():
+    """Regression: make_config dumped every field of a PruneConfig as if set, so the default
+    sparsity 0.9 silently became the channel ratio of a structured prune."""
+    with pytest.raises(ConfigError, match="needs target_macs"):
+        P.make_config(P.PruneConfig(), method="structured")
+    with pytest.raises(ConfigError, match="needs target_macs"):
+        P.prune(create("seed-cnn"), P.PruneConfig(), method="structured", example_input_shape=(1, 32, 32))
+    assert P.make_config(P.PruneConfig(sparsity=0.3), method="structured").sparsity == 0.3
+
+
 def test_finetune_loss_fn_is_used_for_finetuning_only(digits):
     calls = {"calibration": 0, "finetune": 0}
 
