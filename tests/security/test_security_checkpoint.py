@@ -31,10 +31,10 @@ def _cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.
 
 
 def _assert_clean_refusal(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    """Exit 2, an error message, no traceback. The current CLI boundary lets Rich wrap a long
-    message at 160 columns, so the needles are looked for in the unwrapped text."""
+    """Exit 2, one line of error message on stderr, no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr and proc.stderr.lstrip().startswith("error:")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     text = " ".join(proc.stderr.split())
     for n in needles:
         assert n in text, text

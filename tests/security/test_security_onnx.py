@@ -100,4 +100,5 @@ def test_command_line_refuses_bad_onnx_without_a_traceback(tmp_path, digits_onnx
         proc = subprocess.run([sys.executable, "-m", "edgeslim.cli", *args], capture_output=True, text=True,
                               timeout=300, env={**os.environ, "PYTHONPATH": SRC})
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
-        assert "refusing to load it" in " ".join(proc.stderr.split()), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
+        assert "refusing to load it" in proc.stderr, proc.stderr
