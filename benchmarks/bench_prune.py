@@ -27,7 +27,6 @@ from common import RESULTS, baseline, print_table, save_results  # noqa: E402
 import edgeslim.prune  # noqa: E402
 from edgeslim._io import atomic_write_text  # noqa: E402
 from edgeslim.evaluate import evaluate_split  # noqa: E402
-from edgeslim.evaluate.onnx_stats import onnx_weight_stats  # noqa: E402
 from edgeslim.export import GraphOptimization, export_onnx, folded_nodes, onnx_metadata  # noqa: E402
 from edgeslim.report import markdown_table  # noqa: E402
 from edgeslim.runtime import benchmark, load_model  # noqa: E402

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing as mp
-import os
 import socket
 import subprocess
 import sys

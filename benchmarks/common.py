@@ -1,7 +1,6 @@
 """Shared pieces of the benchmark scripts: cached baselines, result files, tables."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys

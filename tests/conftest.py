@@ -29,3 +29,22 @@ def digits_onnx(tmp_path_factory, digits_checkpoint):
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_checkpoint(folder, out, optimize="never")  # a fixed graph: tests cut it at named tensors
     return out
+
+
+@pytest.fixture
+def wait_for_port():
+    """``wait(proc, port)``: block until the server process ``proc`` accepts connections on
+    127.0.0.1:``port`` (fails with its output if it exits or 60 s pass)."""
+    import socket
+    import time
+
+    def wait(proc, port: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read().decode()
+                time.sleep(0.2)
+    return wait

@@ -3,7 +3,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -54,7 +53,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_tail_process_answers_then_stops_by_itself(cnn, tmp_path):
+def test_serve_tail_process_answers_then_stops_by_itself(cnn, tmp_path, wait_for_port):
     """`edgeslim serve-tail` on 127.0.0.1 with --max-requests: the whole model as an edge server,
     a full-offload client, and the server process exits on its own."""
     port = _free_port()
@@ -64,14 +63,7 @@ def test_serve_tail_process_answers_then_stops_by_itself(cnn, tmp_path):
         from edgeslim.serve.client import SplitClient
 
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read().decode()
-                time.sleep(0.2)
+        wait_for_port(proc, port)
         with SplitClient(url) as client:  # head=None: full offload of the raw input
             r = client.infer(np.zeros((1, 1, 32, 32), np.float32))
             r2 = client.infer(np.ones((1, 1, 32, 32), np.float32))

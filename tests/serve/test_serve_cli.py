@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
@@ -66,7 +65,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_process_classifies_images_behind_a_token(whole_cnn, tmp_path):
+def test_serve_process_classifies_images_behind_a_token(whole_cnn, tmp_path, wait_for_port):
     port = _free_port()
     (tmp_path / "token").write_text(TOKEN + "\n")
     image = tmp_path / "x.png"
@@ -76,14 +75,7 @@ def test_serve_process_classifies_images_behind_a_token(whole_cnn, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read().decode()
-                time.sleep(0.2)
+        wait_for_port(proc, port)
         auth = {"authorization": f"Bearer {TOKEN}"}
         assert httpx.post(url + "/v1/classify", content=image.read_bytes()).status_code == 401
         r = httpx.post(url + "/v1/classify", content=image.read_bytes(), headers=auth)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 import torch.fx as fx
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .affine import qparams_for
