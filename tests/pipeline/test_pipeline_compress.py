@@ -278,3 +278,27 @@ def test_bisection_order_and_stopping():
     assert timed_out.next_strength(out_of_time=True) is None and timed_out.best is None
     no_knob = StageSearch(0.5, False, [Attempt(1.0, 1.0, 0.1, False, 1.0, "s")])
     assert no_knob.next_strength(out_of_time=False) is None
+
+
+def test_a_weakened_try_starts_from_the_unchanged_model(tmp_path, digits_checkpoint, monkeypatch):
+    """Weight sharing changes the model it is given in place: a try that is thrown away must not
+    leak into what the next stage (here the export) receives."""
+    import torch
+
+    def destructive(stage, state, ctx):  # in place, as share_weights does, and far over any budget
+        with torch.no_grad():
+            for p in state.model.parameters():
+                p.zero_()
+        return stages_mod.ModelState(state.model)
+
+    monkeypatch.setitem(stages_mod.RUNNERS, "share_weights", destructive)
+    ckpt, trained = digits_checkpoint
+    recipe = {"name": "share", "max_accuracy_drop": 1.0, "bench": {"rounds": 2, "warmup": 0},
+              "stages": [{"type": "share_weights", "conv_bits": 4, "linear_bits": 4, "finetune_epochs": 0},
+                         {"type": "export"}]}
+    with pytest.raises(AccuracyBudgetExceeded, match="no stage fits"):
+        compress(ckpt, recipe, tmp_path / "c", progress=False)
+    from edgeslim.runtime import load_model
+    x = torch.zeros(2, 1, 32, 32)
+    got = load_model(tmp_path / "c/stages/02-export/model.onnx").predict(x.numpy())
+    np.testing.assert_allclose(got, trained.model(x).detach().numpy(), rtol=1e-4, atol=1e-4)

@@ -14,6 +14,7 @@ Every stage continues from the *saved* output of the previous one, so a run resu
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -324,7 +325,10 @@ class _Run:
         folder.mkdir(parents=True)
         ctx = self.context(folder)
         t0 = time.perf_counter()
-        result = RUNNERS[stage.type](stage, self.current, ctx)
+        # each try starts from the same input: some stages (weight sharing, recovery distillation)
+        # change the model they are given in place
+        start = ModelState(copy.deepcopy(self.current.model)) if self.current.is_torch else self.current
+        result = RUNNERS[stage.type](stage, start, ctx)
         record = {"stage": stage.type, "strength": strength, **stage.model_dump(mode="json", exclude={"type"})}
         result = _save_stage(result, folder, ctx, record)
         drop, stderr = paired_drop(self.baseline_correct, _correct(result, self.data.val))
