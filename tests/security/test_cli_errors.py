@@ -86,7 +86,7 @@ def test_bad_options_are_one_line_exit_2(capsys, tmp_path, empty_cwd, args, expe
 
 
 def test_missing_checkpoint_and_model_files_are_one_line(capsys, tmp_path, empty_cwd):
-    assert "missing weights.safetensors" in refused(capsys, "eval", tmp_path / "nope")
+    assert "not a checkpoint folder" in refused(capsys, "eval", tmp_path / "nope")
     assert "not found" in refused(capsys, "split", tmp_path / "nope.onnx", "--at", "x", "--out", tmp_path / "s")
     assert not (tmp_path / "s").exists()
 
