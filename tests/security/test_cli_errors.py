@@ -402,7 +402,7 @@ def test_compress_killed_mid_stage_resumes_and_verifies(capsys, tmp_path, digits
     p = subprocess.Popen([sys.executable, "-m", "edgeslim.cli", *args], cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": SRC}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not (out / "stages" / "01-prune").exists():  # the stage directory appears when the stage starts
+    while not (out / "stages" / "01-prune.try-0").exists():  # the stage's first try has started
         assert p.poll() is None and time.monotonic() < deadline, "compress ended before its first stage"
         time.sleep(0.02)
     p.send_signal(signal.SIGKILL)
@@ -410,7 +410,7 @@ def test_compress_killed_mid_stage_resumes_and_verifies(capsys, tmp_path, digits
     state = json.loads((out / "state.json").read_text())
     assert state["status"] == "running" and state["stages"] == []
     # what a write cut short leaves: hidden temporaries (ours) beside a file of the user's
-    stale = [write(out / "stages" / "01-prune" / ".weights.safetensors.k3j2h1.tmp", b"half"),
+    stale = [write(out / ".model.onnx.k3j2h1.tmp", b"half"),
              write(out / ".state.json.x8y7z6.tmp", b"{")]
     keep = write(out / "notes.tmp", "mine")
 

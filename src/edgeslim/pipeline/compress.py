@@ -345,9 +345,14 @@ class _Run:
         """Keep the strongest passing attempt as the stage's output (or skip the stage), drop the rest."""
         best = search.best
         stage_dir = self.out / "stages" / name
-        shutil.rmtree(stage_dir, ignore_errors=True)
-        if best is not None:
-            os.replace(self.out / best.folder, stage_dir)
+        kept = self.out / best.folder if best is not None else None
+        if kept is None or kept.exists():
+            shutil.rmtree(stage_dir, ignore_errors=True)
+            if kept is not None:
+                os.replace(kept, stage_dir)
+        elif not stage_dir.exists():  # neither where the try was nor where it went
+            raise EdgeslimError(f"{kept}: the kept output of stage {name} is missing; run again in a new folder")
+        # else: a crash came between that rename and the state write, which is done now
         for a in search.attempts:
             shutil.rmtree(self.out / a.folder, ignore_errors=True)
         entry: dict[str, Any] = {"index": i + 1, "dir": name, "type": stage.type,
