@@ -66,13 +66,19 @@ def exported(folder: Path, log: Path) -> Path:
     return onnx
 
 
-def run_one(name: str, model: str, template: str, target: str, work: Path) -> dict:
+SECONDS_FILE = ".bench_seconds"  # how long the command took, kept beside its output for --reuse
+
+
+def run_one(name: str, model: str, template: str, target: str, work: Path, reuse: bool = False) -> dict:
     base = work / "baselines" / model
     out = work / "runs" / f"{name}-{model}"
     logs = work / "logs"
-    subprocess.run(["rm", "-rf", str(out)], check=True)
-    command = template.format(m=base, o=out)
-    seconds, _ = edgeslim(command, logs / f"{name}-{model}.log")
+    if reuse and (out / SECONDS_FILE).exists():  # the command finished before: measure its output again
+        seconds = float((out / SECONDS_FILE).read_text())
+    else:
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        seconds, _ = edgeslim(template.format(m=base, o=out), logs / f"{name}-{model}.log")
+        (out / SECONDS_FILE).write_text(f"{seconds:.1f}\n")
     dense_eval = eval_json(base, logs / f"{name}-{model}.eval-base.log")
     row = {"run": name, "model": model, "command": "edgeslim " + template.format(m=f"{model}/", o="out/"),
            "target": target, "minutes": round(seconds / 60, 1), "dense_accuracy": dense_eval["accuracy"]}
@@ -101,6 +107,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="", help="comma-separated run names or models")
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "bench_budget")
+    ap.add_argument("--reuse", action="store_true", help="measure outputs a finished earlier run left, without "
+                                                         "running their commands again")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     (args.work / "logs").mkdir(parents=True, exist_ok=True)
@@ -115,7 +123,11 @@ def main() -> None:
         if only and name not in only and model not in only:
             continue
         print(f"== {name} on {model}", flush=True)
-        rows.append(run_one(name, model, template, target, args.work))
+        try:
+            rows.append(run_one(name, model, template, target, args.work, args.reuse))
+        except RuntimeError as e:  # a command that fails (e.g. over its budget) is a result too
+            rows.append({"run": name, "model": model, "target": target, "failed": str(e),
+                         "command": "edgeslim " + template.format(m=f"{model}/", o="out/")})
         print_table(rows[-1:], title=name)
     columns = ["run", "model", "accuracy", "drop_points", "zeros", "macs_fraction", "size_reduction", "speedup_b1",
                "speedup_b64", "minutes", "target"]
@@ -140,7 +152,8 @@ def write_markdown(rows: list[dict]) -> None:
              "`edgeslim bench dense.onnx compressed.onnx --batch B --threads 1` (side by side, both exported as "
              "`edgeslim export` writes them), size is against the dense `weights.safetensors`.", ""]
     for r in rows:
-        lines.append(f"- `{r['command']}` ({r['model']}, {r['minutes']} min): target {r['target']}")
+        took = f"failed: {r['failed']}" if "failed" in r else f"{r['minutes']} min"
+        lines.append(f"- `{r['command']}` ({r['model']}, {took}): target {r['target']}")
     lines += ["", markdown_table(rows, ["run", "model", "dense_accuracy", "accuracy", "drop_points", "zeros",
                                         "macs_fraction", "size_reduction", "speedup_b1", "speedup_b64", "minutes"]), ""]
     (ROOT / "benchmarks" / "results" / "budget.md").write_text("\n".join(lines))
