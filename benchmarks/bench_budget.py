@@ -77,7 +77,13 @@ def run_one(name: str, model: str, template: str, target: str, work: Path, reuse
         seconds = float((out / SECONDS_FILE).read_text())
     else:
         subprocess.run(["rm", "-rf", str(out)], check=True)
-        seconds, _ = edgeslim(template.format(m=base, o=out), logs / f"{name}-{model}.log")
+        t0 = time.perf_counter()
+        try:
+            edgeslim(template.format(m=base, o=out), logs / f"{name}-{model}.log")
+        except RuntimeError:
+            if not (out / "report.json").exists():
+                raise
+        seconds = time.perf_counter() - t0
         (out / SECONDS_FILE).write_text(f"{seconds:.1f}\n")
     dense_eval = eval_json(base, logs / f"{name}-{model}.eval-base.log")
     row = {"run": name, "model": model, "command": "edgeslim " + template.format(m=f"{model}/", o="out/"),
@@ -91,6 +97,8 @@ def run_one(name: str, model: str, template: str, target: str, work: Path, reuse
                    macs_fraction=result["macs"] / dense_eval["macs"])
     else:
         report = json.loads((out / "report.json").read_text())
+        if report["budget"]["exceeded"]:  # compress exited 2, after writing its report
+            row["failed"] = "exit 2: " + report["budget"]["message"]
         deployable = Path(report["deployable"])
         result = eval_json(deployable, logs / f"{name}-{model}.eval.log")
         row.update(accuracy=result["accuracy"],

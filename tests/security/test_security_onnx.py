@@ -18,9 +18,10 @@ from edgeslim.errors import ArtifactError
 from edgeslim.runtime import load_model
 from edgeslim.runtime.onnx_file import load_onnx
 from edgeslim.serve.app import ModelServer
+from edgeslim.serve.config import ServeSettings
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-OPENERS = {"load_model": load_model, "analyze": analyze, "serve": ModelServer, "load_onnx": load_onnx}
+OPENERS = {"load_model": load_model, "analyze": analyze, "serve": lambda path: ModelServer(path, ServeSettings()), "load_onnx": load_onnx}
 
 
 def _add_model(location: str | None = None) -> onnx.ModelProto:
