@@ -120,7 +120,7 @@ def test_classify_an_uploaded_image_like_edgeslim_run(whole_cnn, tmp_path):
     assert client.post("/v1/classify", content=gif.getvalue()).status_code == 422  # formats are limited
     small = TestClient(create_app(whole_cnn, ServeSettings(max_image_pixels=100)))
     big = small.post("/v1/classify", content=_png(pixels))
-    assert big.status_code == 422 and "30x40 pixels" in big.json()["error"]  # width x height
+    assert big.status_code == 422 and "30 x 40 pixels" in big.json()["error"]  # width x height
 
 
 def test_classify_needs_preprocessing_metadata(tmp_path):

@@ -117,7 +117,7 @@ class Preprocess:
                 w, h = im.size
                 if w * h > max_pixels:
                     raise ValueError(f"{name} is {w} x {h} pixels ({w * h / 1e6:.1f} megapixels), above the "
-                                     f"{max_pixels / 1e6:.1f} megapixel limit; scale it down first")
+                                     f"{max_pixels / 1e6:.3g} megapixel limit; scale it down first")
                 target = self.decode_size()
                 if target is not None:
                     im.draft("L" if self.channels == 1 else "RGB", target)  # JPEG: decode at 1/2..1/8 scale
