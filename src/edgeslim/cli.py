@@ -194,7 +194,9 @@ def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option
 def prune_cmd(checkpoint: Path,
               out: Path = typer.Option(..., help="checkpoint folder to write"),
               method: str = typer.Option("unstructured", help="unstructured | structured | nm"),
-              criterion: str = typer.Option("magnitude", help="magnitude | taylor | l1 | bn_scale"),
+              criterion: Optional[str] = typer.Option(
+                  None, help="magnitude | lamp | taylor | l1 | bn_scale (default: lamp for unstructured, else "
+                             "magnitude)"),
               sparsity: Optional[float] = typer.Option(
                   None, help="fraction of weights to zero, default 0.9 (structured: channel ratio)"),
               target_macs: Optional[float] = typer.Option(None, help="structured: fraction of MACs to keep"),
@@ -211,7 +213,9 @@ def prune_cmd(checkpoint: Path,
                   None, help="oneshot | gradual (cubic, Zhu & Gupta; default for unstructured with >= 2 "
                              "fine-tune epochs)"),
               pruning_steps: int = typer.Option(10, help="pruning steps of the gradual schedule"),
-              finetune_epochs: int = typer.Option(0, min=0), lr: float = typer.Option(1e-3),
+              finetune_epochs: int = typer.Option(0, min=0),
+              lr: Optional[float] = typer.Option(None, help="fine-tune learning rate (default: 2e-3 unstructured, "
+                                                          "1e-3 structured / N:M)"),
               finetune_augment: Optional[bool] = typer.Option(
                   None, "--finetune-augment/--no-finetune-augment",
                   help="random flips and shifts while fine-tuning (default: as the model was trained)"),

@@ -248,7 +248,7 @@ def test_budget_allowances_and_strength_knobs():
     from edgeslim.pipeline import budget
     from edgeslim.pipeline.recipe import parse_recipe
 
-    assert budget.allowances(["prune", "share_weights", "export"], 0.6) == pytest.approx([0.4, 0.6, 0.6])
+    assert budget.allowances(["prune", "share_weights", "export"], 0.5) == pytest.approx([0.4, 0.5, 0.5])
     r = parse_recipe({"stages": [{"type": "prune", "sparsity": 0.94}, {"type": "share_weights", "conv_bits": 4},
                                  {"type": "prune", "method": "structured", "target_macs": 0.25},
                                  {"type": "quantize"}]})

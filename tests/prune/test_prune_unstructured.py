@@ -29,6 +29,28 @@ def test_global_magnitude_keeps_large_negative_weights():
     assert zeros == round(0.5 * total)
 
 
+def test_lamp_keeps_a_small_scale_layer_that_global_magnitude_empties():
+    from edgeslim.prune.config import PruneConfig
+    from edgeslim.prune.unstructured import lamp_scores, targets_of
+
+    model = _mlp()
+    with torch.no_grad():
+        model[3].weight.mul_(0.01)  # the output layer's weights are all smaller than the first layer's
+    targets = targets_of(model)
+    by_magnitude = P.masks_from_scores(P.magnitude_scores(targets), 0.8, "global")
+    by_lamp = P.masks_from_scores(lamp_scores(targets), 0.8, "global")
+    assert by_magnitude["3.weight"].sum() == 0  # global |w| removes the whole small-scale layer
+    assert by_lamp["3.weight"].sum() > 0 and sum(m.sum() for m in by_lamp.values()) == round(0.2 * (64 * 32 + 320))
+    # within one tensor LAMP keeps the order of |w|: the kept weights are the layer's largest
+    w = model[1].weight.abs()
+    kept = by_lamp["1.weight"].bool()
+    assert w[kept].min() >= w[~kept].max()
+    assert PruneConfig(method="unstructured").criterion == "lamp"
+    assert PruneConfig(method="structured", sparsity=0.5).criterion == "magnitude"
+    with pytest.raises(ValueError, match="lamp.*unstructured"):
+        PruneConfig(method="nm", criterion="lamp")
+
+
 def test_layer_scope_gives_each_layer_the_same_sparsity():
     model = _mlp()
     targets = P.unstructured.targets_of(model)

@@ -130,7 +130,7 @@ def suggest_params(trial, space: SearchSpace) -> dict[str, Any]:
 def recipe_for(params: dict[str, Any], cfg: SearchConfig, name: str = "trial") -> dict[str, Any]:
     """The recipe a trial's parameters stand for (also what to run once a setting is chosen)."""
     t = params["kd_temperature"]
-    ft = {"finetune_epochs": cfg.finetune_epochs, "finetune_lr": 1e-3, "distill": True, "temperature": t}
+    ft = {"finetune_epochs": cfg.finetune_epochs, "distill": True, "temperature": t}
     stages: list[dict[str, Any]] = []
     if params["width"] < 1:
         stages.append({"type": "distill", "width": params["width"], "temperature": t,

@@ -20,8 +20,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-# how much of the budget each stage type may spend, relative to the others (export spends none)
-BUDGET_WEIGHTS = {"prune": 1.0, "distill": 1.0, "share_weights": 0.5, "quantize": 0.5, "export": 0.0}
+# how much of the budget each stage type may spend, relative to the others (export spends none).
+# Measured on Fashion-MNIST models (validation drops): int8 static 0.00, 5/4-bit weight sharing
+# 0.10 after pruning, so they get a quarter of a pruning stage's share and pruning most of it
+BUDGET_WEIGHTS = {"prune": 1.0, "distill": 1.0, "share_weights": 0.25, "quantize": 0.25, "export": 0.0}
 MIN_STRENGTH_GAP = 0.125  # bisection stops when passing and failing strengths are this close
 MAX_ATTEMPTS = 4  # per stage, the recipe's own setting included
 

@@ -23,8 +23,8 @@ from .nm import nm_compatible, nm_mask
 from .schedule import cubic_steps
 from .sensitivity import allocate_sparsity, sensitivity_analysis
 from .structured import StructuredResult, prune_structured
-from .unstructured import (apply_masks, current_masks, layer_sparsity, magnitude_scores, make_permanent,
-                           masks_from_scores, targets_of, taylor_scores, weight_sparsity)
+from .unstructured import (apply_masks, current_masks, lamp_scores, layer_sparsity, magnitude_scores,
+                           make_permanent, masks_from_scores, targets_of, taylor_scores, weight_sparsity)
 
 
 def make_config(config: PruneConfig | dict | None = None, **overrides: Any) -> PruneConfig:
@@ -186,7 +186,7 @@ def _unstructured(model: nn.Module, config: PruneConfig, data: Any, loss_fn: Los
         if config.criterion == "taylor":
             batches = iter_batches(train, config.calibration_batches, config.calibration_batch_size, config.seed)
             return taylor_scores(model, targets, batches, loss_fn)
-        return magnitude_scores(targets)
+        return lamp_scores(targets) if config.criterion == "lamp" else magnitude_scores(targets)
 
     def prune_to(level: float) -> None:
         if isinstance(final, dict):

@@ -20,9 +20,13 @@ class PruneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["unstructured", "structured", "nm"] = "unstructured"
-    # magnitude = |w| (l1 is its alias); taylor = |w * dL/dw| over calibration batches;
-    # bn_scale = |gamma| of the batch-norm after a conv (structured only)
-    criterion: Literal["magnitude", "taylor", "l1", "bn_scale"] = "magnitude"
+    # magnitude = |w| (l1 is its alias); lamp = |w| scaled within its layer (LAMP, Lee et al. 2021:
+    # w^2 over the sum of the squares of the layer's weights at least as large), so one global
+    # ranking respects each layer's scale (unstructured only); taylor = |w * dL/dw| over calibration
+    # batches; bn_scale = |gamma| of the batch-norm after a conv (structured only).
+    # None: lamp for unstructured (measured on lenet-300-100 at 95%, 8 fine-tune epochs: -0.27
+    # points vs -0.64 for magnitude), magnitude otherwise
+    criterion: Optional[Literal["magnitude", "lamp", "taylor", "l1", "bn_scale"]] = None
     sparsity: float = Field(0.9, description="fraction of weights to zero (structured: channel ratio)")
     layer_sparsity: Optional[dict[str, float]] = Field(
         None, description="per-layer sparsity (unstructured, e.g. from sensitivity analysis) or fixed "
@@ -34,8 +38,9 @@ class PruneConfig(BaseModel):
     schedule: Optional[Literal["oneshot", "gradual"]] = None
     initial_sparsity: float = Field(0.0, description="s_i of the cubic schedule")
     pruning_steps: int = Field(10, ge=1, description="n of the cubic schedule")
-    pruning_fraction: float = Field(0.7, gt=0, le=1,
-                                    description="share of fine-tuning during which sparsity rises (rest recovers)")
+    # share of fine-tuning during which sparsity rises; the rest recovers at the final sparsity
+    # (lenet-300-100 at 95%, 8 epochs: 0.7 -> -0.76 points, 0.5 -> -0.54, 0.35 -> -0.27 with lamp)
+    pruning_fraction: float = Field(0.35, gt=0, le=1)
     target_macs: Optional[float] = Field(None, description="structured: keep at most this fraction of MACs")
     # structured: keep at most this fraction of the original's latency, measured on ONNX Runtime
     # at latency_batch / latency_threads; channel counts per layer are chosen by measurement
@@ -58,7 +63,10 @@ class PruneConfig(BaseModel):
     n: int = Field(2, ge=1)
     m: int = Field(4, ge=2)
     finetune_epochs: int = Field(0, ge=0)
-    finetune_lr: float = Field(1e-3, gt=0)
+    # None: 2e-3 for unstructured (masks change during a gradual fine-tune; lenet-300-100 at 95%:
+    # -0.76 points vs -0.98 at 1e-3), 1e-3 for structured and N:M (lenet-5 at 35% MACs: -1.19 vs
+    # -1.50 at 2e-3)
+    finetune_lr: Optional[float] = Field(None, gt=0)
     finetune_batch_size: int = Field(128, ge=1)
     # random flips + 2-pixel shifts while fine-tuning; None: as the model was trained (its checkpoint's
     # train_config; none recorded: off)
@@ -112,6 +120,12 @@ class PruneConfig(BaseModel):
         if self.schedule is None:
             gradual = self.method == "unstructured" and self.finetune_epochs >= 2
             object.__setattr__(self, "schedule", "gradual" if gradual else "oneshot")  # stays "unset"
+        if self.finetune_lr is None:
+            object.__setattr__(self, "finetune_lr", 2e-3 if self.method == "unstructured" else 1e-3)
+        if self.criterion is None:
+            object.__setattr__(self, "criterion", "lamp" if self.method == "unstructured" else "magnitude")
+        if self.criterion == "lamp" and self.method != "unstructured":
+            raise ValueError("criterion 'lamp' ranks single weights across layers, so it needs method='unstructured'")
         if self.criterion == "bn_scale" and self.method != "structured":
             raise ValueError("criterion 'bn_scale' ranks channels, so it needs method='structured'")
         if (self.method == "structured" and self.target_macs is None and self.target_latency is None

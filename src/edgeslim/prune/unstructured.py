@@ -3,7 +3,7 @@
 Masks are attached with ``torch.nn.utils.prune`` so that fine-tuning keeps pruned
 weights at zero; ``make_permanent`` folds them into plain tensors at the end.
 Importance is ``|w|`` (magnitude; ``w < threshold`` would also zero every negative
-weight) or ``|w * dL/dw|`` (first-order Taylor estimate of the loss change),
+weight), ``|w|`` scaled within its layer (LAMP) or ``|w * dL/dw|`` (first-order Taylor estimate of the loss change),
 accumulated over calibration batches.
 """
 from __future__ import annotations
@@ -53,6 +53,24 @@ def targets_of(model: nn.Module, exclude: list[str] | None = None, layers: list[
 @torch.no_grad()
 def magnitude_scores(targets: Mapping[str, tuple[nn.Module, str]]) -> dict[str, torch.Tensor]:
     return {k: _effective(m, t).detach().abs().clone() for k, (m, t) in targets.items()}
+
+
+@torch.no_grad()
+def lamp_scores(targets: Mapping[str, tuple[nn.Module, str]]) -> dict[str, torch.Tensor]:
+    """LAMP scores (Lee et al. 2021): ``w_u^2 / sum(w_v^2 for |w_v| >= |w_u|)`` within each tensor.
+    Ranking them globally keeps every layer's largest weights (each layer's largest scores 1), so
+    a small layer is not emptied because its weights happen to be smaller; within one tensor the
+    order is that of ``|w|``."""
+    out = {}
+    for k, magnitude in magnitude_scores(targets).items():
+        squares = magnitude.flatten() ** 2
+        order = torch.argsort(squares)
+        ascending = squares[order]
+        at_least = torch.flip(torch.cumsum(torch.flip(ascending, [0]), 0), [0])
+        score = torch.empty_like(squares)
+        score[order] = ascending / at_least.clamp_min(torch.finfo(squares.dtype).tiny)
+        out[k] = score.view_as(magnitude)
+    return out
 
 
 def taylor_scores(model: nn.Module, targets: Mapping[str, tuple[nn.Module, str]], batches: Batches,
