@@ -163,13 +163,8 @@ def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
     while not done(current_model, current / base):
         goal = current - step * base
         best = None
-        # a cut may stop at the caller's goal (e.g. the MAC budget) before it saves a whole step:
-        # without this the last step overshoots the goal and costs accuracy for nothing asked
-        def meets(m: nn.Module, ms: float, goal: float = goal) -> bool:
-            return ms <= goal or (not by_latency and done(m, ms / base))
-
         for name in candidates:
-            found = _most_channels_within(name, keep, original, meets, prune_to, latency)
+            found = _most_channels_within(name, keep, original, goal, prune_to, latency)
             if found is None:
                 continue
             k, pruned, _ = found
@@ -197,13 +192,11 @@ def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
     return plan
 
 
-def _most_channels_within(name: str, keep: dict[str, int], original: dict[str, int],
-                          meets: Callable[[nn.Module, float], bool],
+def _most_channels_within(name: str, keep: dict[str, int], original: dict[str, int], goal: float,
                           prune_to: Callable[[dict[str, float]], nn.Module], latency: Callable[[nn.Module], float]
                           ) -> tuple[int, nn.Module, float] | None:
-    """The largest channel count for ``name`` (fewer than now) whose model ``meets(model, ms)``
-    the step's goal, by binary search (latency and MACs grow with channels); ``None`` if even
-    one channel misses it."""
+    """The largest channel count for ``name`` (fewer than now) whose model meets ``goal`` ms,
+    by binary search (latency grows with channels, in steps); ``None`` if even one misses it."""
     def build(k: int) -> tuple[nn.Module, float]:
         layout = {**keep, name: k}
         m = prune_to({n: keep_ratio(original[n], c) for n, c in layout.items() if c < original[n]})
@@ -213,12 +206,12 @@ def _most_channels_within(name: str, keep: dict[str, int], original: dict[str, i
         return None
     lo, hi = 1, keep[name] - 1
     model_lo, ms_lo = build(lo)
-    if not meets(model_lo, ms_lo):
+    if ms_lo > goal:
         return None
     while lo < hi:
         mid = (lo + hi + 1) // 2
         m, ms = build(mid)
-        if meets(m, ms):
+        if ms <= goal:
             lo, model_lo, ms_lo = mid, m, ms
         else:
             hi = mid - 1
