@@ -190,19 +190,47 @@ def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option
 
 
 # ---- prune commands (issue 3) ----
+_CONFIG_OPT = typer.Option(None, "--config", help="YAML file with the method's config (the Python class's fields); "
+                                                  "options given on the command line replace its values")
+
+
+def _config_from(file: Optional[Path], options: dict, build, what: str):
+    """One config, built once: ``--config FILE`` (a YAML mapping), then the options given on the
+    command line (unset options are None; dotted keys such as ``finetune.epochs`` go into blocks),
+    validated by ``build(data, source)``, which names a bad field."""
+    from ._io import read_yaml_mapping
+    from .errors import ConfigError
+
+    data = read_yaml_mapping(file, f"{what} config", "the config's fields") if file else {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        *blocks, leaf = key.split(".")
+        node = data
+        for block in blocks:
+            node = node.setdefault(block, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"invalid {what} config {file}: {block} must be a mapping")
+        node[leaf] = value
+    return build(data, f"{what} config {file}" if file else f"{what} option")
+
+
 @app.command("prune")
 def prune_cmd(checkpoint: Path,
               out: Path = typer.Option(..., help="checkpoint folder to write"),
-              method: str = typer.Option("unstructured", help="unstructured | structured | nm"),
-              criterion: str = typer.Option("magnitude", help="magnitude | taylor | l1 | bn_scale"),
+              config_file: Optional[Path] = _CONFIG_OPT,
+              method: Optional[str] = typer.Option(None, show_default="unstructured",
+                                                   help="unstructured | structured | nm"),
+              criterion: Optional[str] = typer.Option(None, show_default="magnitude",
+                                                      help="magnitude | taylor | l1 | bn_scale"),
               sparsity: Optional[float] = typer.Option(
                   None, help="fraction of weights to zero, default 0.9 (structured: channel ratio)"),
               target_macs: Optional[float] = typer.Option(None, help="structured: fraction of MACs to keep"),
               target_latency: Optional[float] = typer.Option(
                   None, help="structured: fraction of the ONNX Runtime latency to keep (channel counts measured)"),
               latency_batch: Optional[List[int]] = typer.Option(
-                  None, min=1, help="batch size the latency layout and speed check measure at; repeat for "
-                                    "several (default: 1 and 64)"),
+                  None, min=1, help="timing.batch: batch size the latency layout and speed check measure at; "
+                                    "repeat for several (default: 1 and 64)"),
               layout: Optional[str] = typer.Option(
                   None, help="structured: latency (channel counts by measured ONNX Runtime latency; default for "
                              "targets) | uniform (one ratio for every layer)"),
@@ -210,14 +238,19 @@ def prune_cmd(checkpoint: Path,
               schedule: Optional[str] = typer.Option(
                   None, help="oneshot | gradual (cubic, Zhu & Gupta; default for unstructured with >= 2 "
                              "fine-tune epochs)"),
-              pruning_steps: int = typer.Option(10, help="pruning steps of the gradual schedule"),
-              finetune_epochs: int = typer.Option(0, min=0), lr: float = typer.Option(1e-3),
+              pruning_steps: Optional[int] = typer.Option(None, show_default="10",
+                                                          help="pruning steps of the gradual schedule"),
+              finetune_epochs: Optional[int] = typer.Option(None, min=0, show_default="0", help="finetune.epochs"),
+              lr: Optional[float] = typer.Option(None, show_default="0.001", help="finetune.lr"),
               finetune_augment: Optional[bool] = typer.Option(
                   None, "--finetune-augment/--no-finetune-augment",
-                  help="random flips and shifts while fine-tuning (default: as the model was trained)"),
-              distill: bool = typer.Option(True, "--distill/--no-distill",
-                                           help="fine-tune by distillation from the unpruned model"),
-              n: int = typer.Option(2, help="N of N:M"), m: int = typer.Option(4, help="M of N:M"),
+                  help="finetune.augment: random flips and shifts while fine-tuning (default: as the model was "
+                       "trained)"),
+              distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", show_default="distill",
+                                                     help="finetune.distill: fine-tune by distillation from the "
+                                                          "unpruned model"),
+              n: Optional[int] = typer.Option(None, show_default="2", help="N of N:M"),
+              m: Optional[int] = typer.Option(None, show_default="4", help="M of N:M"),
               layers: Optional[str] = typer.Option(None, help="comma-separated layer names to prune"),
               exclude: Optional[str] = typer.Option(None, help="comma-separated layer names to keep"),
               layer_sparsity: Optional[str] = typer.Option(
@@ -226,30 +259,30 @@ def prune_cmd(checkpoint: Path,
               dataset: Optional[str] = None, data_dir: Optional[Path] = None,
               as_json: bool = typer.Option(False, "--json")) -> None:
     """Prune a checkpoint (unstructured, structured channels or N:M), fine-tune, write a checkpoint."""
-    from .prune import prune_checkpoint
+    from .prune import prune_checkpoint, prune_config
     from .prune.config import parse_layer_values
     from .report import rich_table
 
     def names(text: Optional[str]) -> Optional[list]:
         return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
-    config = {"method": method, "criterion": criterion, "target_macs": target_macs,
-              "target_latency": target_latency, "latency_batch": latency_batch or None, "layout": layout,
-              "scope": scope, "schedule": schedule, "sparsity": sparsity, "pruning_steps": pruning_steps,
-              "finetune_epochs": finetune_epochs, "finetune_lr": lr, "finetune_augment": finetune_augment,
-              "distill": distill, "n": n, "m": m,
-              "layers": names(layers), "exclude": names(exclude) or [],
-              "layer_sparsity": parse_layer_values(layer_sparsity), "round_to": round_to}
     # unset options stay unset, so the config's own defaults (which depend on the method) apply
-    config = {k: v for k, v in config.items() if v is not None}
+    config = _config_from(config_file, {
+        "method": method, "criterion": criterion, "target_macs": target_macs, "target_latency": target_latency,
+        "timing.batch": latency_batch or None, "layout": layout, "scope": scope, "schedule": schedule,
+        "sparsity": sparsity, "pruning_steps": pruning_steps, "finetune.epochs": finetune_epochs,
+        "finetune.lr": lr, "finetune.augment": finetune_augment, "finetune.distill": distill, "n": n, "m": m,
+        "layers": names(layers), "exclude": names(exclude), "layer_sparsity": parse_layer_values(layer_sparsity),
+        "round_to": round_to}, lambda data, source: prune_config(data, source), "prune")
     r = prune_checkpoint(checkpoint, config, out, dataset=dataset, data_dir=data_dir, progress=not as_json,
                          log=None if as_json else (lambda s: err.print(f"[cyan]{s}[/cyan]")))
+    s = r.summary
     if as_json:
-        return _print_json({k: v for k, v in r.items() if k not in ("finetune", "sensitivity")})
-    rows = [{"stage": k, **{c: r[k].get(c) for c in ("accuracy", "params", "nonzero_params", "weight_sparsity", "macs")}}
+        return _print_json({k: v for k, v in s.items() if k not in ("finetune", "sensitivity")})
+    rows = [{"stage": k, **{c: s[k].get(c) for c in ("accuracy", "params", "nonzero_params", "weight_sparsity", "macs")}}
             for k in ("before", "after")]
-    console.print(rich_table(rows, title=f"prune {method} -> {out}"))
-    for w in r.get("warnings", []):
+    console.print(rich_table(rows, title=f"prune {config.method} -> {out}"))
+    for w in r.warnings:
         err.print(f"[yellow]warning: {w}[/yellow]")
 
 # ---- quantize commands (issue 4) ----
