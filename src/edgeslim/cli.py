@@ -287,32 +287,41 @@ def prune_cmd(checkpoint: Path,
 
 # ---- quantize commands (issue 4) ----
 @app.command("quantize")
-def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="static | dynamic | qat | weight_sharing"),
-                 calibration: str = typer.Option("mse", help="minmax | percentile | entropy | mse"),
-                 samples: int = typer.Option(256, help="calibration samples"),
-                 per_channel: bool = typer.Option(True, "--per-channel/--per-tensor"),
-                 symmetric: bool = typer.Option(False, help="int8 activations instead of uint8"),
-                 equalize: bool = typer.Option(True, help="cross-layer equalization"),
-                 bias_correction: bool = typer.Option(True, help="empirical bias correction"),
+def quantize_cmd(checkpoint: Path, config_file: Optional[Path] = _CONFIG_OPT,
+                 method: Optional[str] = typer.Option(None, show_default="static",
+                                                      help="static | dynamic | qat | weight_sharing"),
+                 calibration: Optional[str] = typer.Option(None, show_default="mse",
+                                                           help="minmax | percentile | entropy | mse"),
+                 samples: Optional[int] = typer.Option(None, show_default="256", help="calibration samples"),
+                 per_channel: Optional[bool] = typer.Option(None, "--per-channel/--per-tensor",
+                                                            show_default="per-channel"),
+                 symmetric: Optional[bool] = typer.Option(None, "--symmetric/--no-symmetric",
+                                                          show_default="no-symmetric",
+                                                          help="int8 activations instead of uint8"),
+                 equalize: Optional[bool] = typer.Option(None, "--equalize/--no-equalize", show_default="equalize",
+                                                         help="cross-layer equalization"),
+                 bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction",
+                                                                show_default="bias-correction",
+                                                                help="empirical bias correction"),
                  max_accuracy_drop: Optional[float] = typer.Option(None, help="points; keeps sensitive layers float"),
-                 epochs: int = typer.Option(2, help="QAT / centroid fine-tuning epochs"),
-                 bits_conv: int = typer.Option(4), bits_linear: int = typer.Option(5),
+                 epochs: Optional[int] = typer.Option(None, show_default="2",
+                                                      help="finetune.epochs: QAT / centroid fine-tuning epochs"),
+                 bits_conv: Optional[int] = typer.Option(None, "--bits-conv", "--conv-bits", show_default="4",
+                                                         help="conv_bits (weight sharing)"),
+                 bits_linear: Optional[int] = typer.Option(None, "--bits-linear", "--linear-bits", show_default="5",
+                                                           help="linear_bits (weight sharing)"),
                  threads: Optional[int] = _THREADS_OPT, data_dir: Optional[Path] = None,
                  out: Path = typer.Option(..., help="folder for model.onnx and summary.json"),
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """Quantize a checkpoint: static int8 (QDQ), dynamic int8, QAT, or weight sharing."""
-    from pydantic import ValidationError
+    from .quantize import quantize_config
+    from .quantize.api import quantize_checkpoint
 
-    from .errors import config_error
-    from .quantize.api import QuantizeConfig, quantize_checkpoint
-
-    try:
-        config = QuantizeConfig(method=method, calibration=calibration, samples=samples, per_channel=per_channel,
-                                symmetric=symmetric, equalize=equalize, bias_correction=bias_correction,
-                                max_accuracy_drop=max_accuracy_drop, epochs=epochs, bits_conv=bits_conv,
-                                bits_linear=bits_linear, threads=threads)
-    except ValidationError as e:
-        raise config_error(e, "quantize option") from None
+    config = _config_from(config_file, {
+        "method": method, "calibration": calibration, "samples": samples, "per_channel": per_channel,
+        "symmetric": symmetric, "equalize": equalize, "bias_correction": bias_correction,
+        "max_accuracy_drop": max_accuracy_drop, "finetune.epochs": epochs, "conv_bits": bits_conv,
+        "linear_bits": bits_linear, "timing.threads": threads}, quantize_config, "quantize")
     r = quantize_checkpoint(checkpoint, config, out, data_dir, log=lambda s: err.print(f"[cyan]{s}[/cyan]"))
     s = r.summary
     if as_json:

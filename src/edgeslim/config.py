@@ -40,6 +40,10 @@ class _Checked(BaseModel):
         except ValidationError as e:
             raise config_error(e, f"{type(self).__name__} config", _ALL_TAGS) from None
 
+    # validation from a dict (nested blocks, TypeAdapter) keeps pydantic's own path, so errors
+    # inside a larger config are reported once, with their full field path
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
 
 class _Settings(_Checked):
     """A block of settings shared by several methods; each method starts it from its own defaults
