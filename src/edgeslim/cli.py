@@ -342,32 +342,38 @@ def quantize_cmd(checkpoint: Path, config_file: Optional[Path] = _CONFIG_OPT,
 
 @app.command("distill")
 def distill_cmd(teacher: Path = typer.Option(..., help="teacher checkpoint folder"),
+                config_file: Optional[Path] = _CONFIG_OPT,
                 student: Optional[str] = typer.Option(None, help="registered model (default: the teacher's)"),
                 width: float = typer.Option(0.25, min=0.01, max=1.0, help="student channel multiplier"),
-                epochs: int = typer.Option(10, min=0), temperature: float = typer.Option(4.0),
-                alpha: float = typer.Option(0.9), lr: float = typer.Option(2e-3),
-                batch_size: int = typer.Option(128, min=1), seed: int = typer.Option(0),
+                epochs: Optional[int] = typer.Option(None, min=0, show_default="10", help="finetune.epochs"),
+                temperature: Optional[float] = typer.Option(None, show_default="4.0", help="finetune.temperature"),
+                alpha: Optional[float] = typer.Option(None, show_default="0.9", help="finetune.alpha"),
+                lr: Optional[float] = typer.Option(None, show_default="0.002", help="finetune.lr"),
+                batch_size: Optional[int] = typer.Option(None, min=1, show_default="128", help="finetune.batch_size"),
+                seed: Optional[int] = typer.Option(None, show_default="0"),
                 hint: List[str] = typer.Option([], help="hint pair STUDENT_LAYER:TEACHER_LAYER (repeatable)"),
-                unlabeled: bool = typer.Option(False, help="train on teacher outputs only"),
-                augmentation: str = typer.Option("shift_flip", help="shift_flip | crop_flip | none"),
+                unlabeled: Optional[bool] = typer.Option(None, "--unlabeled/--no-unlabeled", show_default="no-unlabeled",
+                                                         help="train on teacher outputs only"),
+                augmentation: Optional[str] = typer.Option(
+                    None, show_default="shift_flip", help="finetune.augment: shift_flip | crop_flip | none"),
                 dataset: Optional[str] = None, data_dir: Optional[Path] = None,
                 out: Path = typer.Option(..., help="student checkpoint folder to write")) -> None:
     """Train a small student from a teacher checkpoint with knowledge distillation."""
-    from pydantic import ValidationError
+    from .distill import distill_checkpoint, distill_config
+    from .errors import ConfigError
 
-    from .distill import DistillConfig, distill_checkpoint
-    from .errors import ConfigError, config_error
-
-    try:
-        hints = [tuple(h.split(":", 1)) for h in hint]
-        if any(len(h) != 2 for h in hints):
-            raise ConfigError(f"--hint takes STUDENT_LAYER:TEACHER_LAYER, got {hint}")
-        cfg = DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs, lr=lr, batch_size=batch_size,
-                            seed=seed, hint_layers=hints, unlabeled=unlabeled, augmentation=augmentation)
-    except ValidationError as e:
-        raise config_error(e, "distill option") from None
-    ck = distill_checkpoint(teacher, student, width, cfg, out, dataset, data_dir)
-    m = ck.meta["metrics"]
+    hints = [h.split(":", 1) for h in hint]
+    if any(len(h) != 2 for h in hints):
+        raise ConfigError(f"--hint takes STUDENT_LAYER:TEACHER_LAYER, got {hint}")
+    augments = {"shift_flip": True, "crop_flip": "crop_flip", "none": False}
+    if augmentation is not None and augmentation not in augments:
+        raise ConfigError(f"--augmentation: use one of {', '.join(augments)}, got {augmentation!r}")
+    config = _config_from(config_file, {
+        "finetune.epochs": epochs, "finetune.temperature": temperature, "finetune.alpha": alpha, "finetune.lr": lr,
+        "finetune.batch_size": batch_size, "seed": seed, "hint_layers": [tuple(h) for h in hints] or None,
+        "unlabeled": unlabeled, "finetune.augment": augments.get(augmentation)}, distill_config, "distill")
+    r = distill_checkpoint(teacher, student, width, config, out, dataset, data_dir)
+    m = r.summary["metrics"]
     console.print(f"student test accuracy {m['accuracy']:.4f} (teacher {m['teacher_accuracy']:.4f}), "
                   f"{m['train_seconds']:.0f} s; checkpoint written to {out}")
 

@@ -154,9 +154,15 @@ class Result:
     warnings: list[str] = field(default_factory=list)
 
 
+def config_classes(union: Any) -> tuple[type, ...]:
+    """The classes of ``Annotated[Union[...], Field(discriminator="method")]`` (a union of one is the class)."""
+    inner = union.__args__[0]
+    return tuple(getattr(inner, "__args__", (inner,)))
+
+
 def method_tags(union: Any) -> tuple[str, ...]:
     """The ``method`` values of a discriminated union of configs."""
-    return tuple(t for cls in union.__args__[0].__args__ for t in cls.model_fields["method"].annotation.__args__)
+    return tuple(t for cls in config_classes(union) for t in cls.model_fields["method"].annotation.__args__)
 
 
 def make_config(union: Any, config: Any, source: str, default_method: str) -> Any:
@@ -164,7 +170,7 @@ def make_config(union: Any, config: Any, source: str, default_method: str) -> An
     as is), a dict or YAML mapping (``method`` defaults to ``default_method``) or None (the default
     method's defaults). A bad field raises ConfigError naming it."""
     if isinstance(config, BaseModel):
-        allowed = union.__args__[0].__args__
+        allowed = config_classes(union)
         if not isinstance(config, allowed):
             raise ConfigError(f"invalid {source}: expected one of {', '.join(c.__name__ for c in allowed)}, "
                               f"got {type(config).__name__}")
