@@ -243,7 +243,7 @@ def _qat(ctx: _Context) -> Result:
 
     cfg = ctx.config
     if ctx.train is None:
-        raise ConfigError("method=qat needs labelled training data: pass train_data= (or a labelled calib_data Split)")
+        raise ConfigError("method=qat needs labelled training data: pass train_data= (or labelled data: a DataBundle or Split)")
     m = copy.deepcopy(ctx.model).eval()
     folded = fold_batchnorm(m)
     prepare_qat(m, cfg.per_channel, cfg.symmetric)
@@ -360,7 +360,7 @@ def quantize_checkpoint(checkpoint: str | Path, config: QuantizeConfig | dict | 
     ckpt = load_checkpoint(checkpoint)
     dataset = ckpt.meta.get("dataset")
     if not dataset:
-        raise DataError(f"{checkpoint}: model.json names no dataset; use the Python API with calib_data=")
+        raise DataError(f"{checkpoint}: model.json names no dataset; use the Python API with data=")
     data = load_dataset_for(ckpt.meta, data_dir=data_dir)
     if tuple(data.input_shape) != tuple(ckpt.input_shape):
         raise DataError(f"data set {dataset} gives inputs {data.input_shape}, the model expects {ckpt.input_shape}")
