@@ -179,3 +179,21 @@ def test_finetune_repeats_how_the_model_was_trained(augment, trained_with_flips,
         assert (cfg.epochs, cfg.lr) == (3, 5e-4)  # the fine-tune's own settings
         if trained is not None:
             assert (cfg.optimizer, cfg.label_smoothing) == (trained.optimizer, trained.label_smoothing)
+
+
+def test_cli_prune_config_file_with_options_on_top(digits_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeslim.cli import app
+
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("method: unstructured\nsparsity: 0.5\nscope: layer\nfinetune: {distill: false}\n")
+    r = CliRunner().invoke(app, ["prune", str(digits_checkpoint[0]), "--config", str(cfg), "--sparsity", "0.6",
+                                 "--out", str(tmp_path / "p"), "--json"])
+    assert r.exit_code == 0, r.output
+    config = json.loads(r.stdout)["config"]
+    assert (config["sparsity"], config["scope"], config["finetune"]["distill"]) == (0.6, "layer", False)
+    cfg.write_text("method: unstructured\nfinetune_epochs: 2\n")
+    r = CliRunner().invoke(app, ["prune", str(digits_checkpoint[0]), "--config", str(cfg), "--out", str(tmp_path / "x")])
+    assert isinstance(r.exception, ConfigError) and not (tmp_path / "x").exists()
+    assert str(r.exception) == f"invalid prune config {cfg}: 'finetune_epochs' was renamed: use 'finetune.epochs'"

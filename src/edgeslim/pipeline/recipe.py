@@ -2,6 +2,10 @@
 and validated by pydantic, so a typo is reported by name (``stages[1].sparsity: ...``)
 before any work starts.
 
+Each stage holds the config of the verb it runs (``PruneStage.config`` is an ``Unstructured``,
+``Structured`` or ``NM``, as ``edgeslim.prune`` takes), written flat in YAML: the keys that are
+not the stage's own (``type``, ``keep_float_if_slower``, ``width``...) are that config's.
+
 Stages run in order on one model. ``prune``, ``distill`` and ``share_weights`` work on the
 PyTorch model; ``quantize`` (static int8 through ONNX Runtime) and ``export`` turn it into a
 deployable file, after which no PyTorch stage can follow.
@@ -53,11 +57,16 @@ class _VerbStage(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _flat_yaml(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "config" not in data:
+        if not isinstance(data, dict):
+            return data
+        if "config" in data:  # written nested (or a dumped recipe read back)
+            own, given = {k: v for k, v in data.items() if k != "config"}, data["config"]
+        else:
             own = {k: v for k, v in data.items() if k in cls.model_fields}
             given = {k: v for k, v in data.items() if k not in cls.model_fields}
-            data = {**own, "config": _merged({"method": cls.DEFAULT_METHOD, **cls.VERB_DEFAULTS}, given)}
-        return data
+        if isinstance(given, dict):
+            given = _merged({"method": cls.DEFAULT_METHOD, **cls.VERB_DEFAULTS}, given)
+        return {**own, "config": given}
 
     def summary(self) -> str:
         return self.config.summary()
