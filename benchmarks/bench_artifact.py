@@ -42,7 +42,7 @@ def compress_model(name: str, settings: dict, out: Path, log=print) -> dict:
     from edgeslim.export import export_onnx, onnx_metadata
     from edgeslim.export.artifact import PackOptions, build_artifact, write_artifact
     from edgeslim.models import save_checkpoint
-    from edgeslim.prune import PruneConfig, prune
+    from edgeslim.prune import Unstructured, prune
     from edgeslim.quantize import share_weights
     from edgeslim.train import TrainConfig
     from edgeslim.train.api import checkpoint_meta, load_data_for
@@ -59,10 +59,11 @@ def compress_model(name: str, settings: dict, out: Path, log=print) -> dict:
     log(f"{name}: dense ORT accuracy {dense_acc:.4f}, safetensors {dense_bytes:,} bytes")
 
     t0 = time.perf_counter()
-    cfg = PruneConfig(method="unstructured", sparsity=settings["sparsity"], schedule="gradual",
-                      finetune_epochs=settings["epochs"], finetune_lr=1e-3, exclude=settings["exclude"])
+    cfg = Unstructured(sparsity=settings["sparsity"], schedule="gradual",
+                       finetune={"epochs": settings["epochs"], "lr": 1e-3}, exclude=settings["exclude"])
     recovery_loss = kd_loss_fn(teacher, temperature=4.0, alpha=settings["kd_alpha"])
-    pruned, summary = prune(teacher, cfg, data, loss_fn=recovery_loss)
+    r = prune(teacher, cfg, data, loss_fn=recovery_loss)
+    pruned, summary = r.model, r.summary
     prune_s = time.perf_counter() - t0
     pruned_acc = evaluate_split(pruned, data.test)["accuracy"]
     log(f"{name}: pruned to {summary['after'].get('weight_sparsity', settings['sparsity']):.3f} sparsity "

@@ -31,6 +31,8 @@ TEACHERS = {
     "seed-cnn-w2": "seed-cnn at width 2 (10 epochs, no augmentation)",
 }
 ARMS = ("labels only", "KD", "label smoothing 0.1")
+# the --augmentation names as Distill's finetune.augment
+AUGMENT = {"none": False, "shift_flip": True, "crop_flip": "crop_flip"}
 
 
 def load_teacher(name: str):
@@ -61,7 +63,7 @@ def kd_vs_labels(student: str, teacher: str, seeds: list[int], epochs: int, temp
                  augmentation: str, arms: tuple[str, ...] = ARMS[:2]) -> dict:
     """Each arm trains the same student (same initialisation and data order per seed) for the
     same epochs with the same TrainConfig; only the loss differs."""
-    from edgeslim.distill import DistillConfig, distill
+    from edgeslim.distill import Distill, distill
     from edgeslim.evaluate import count_params, evaluate_split
     from edgeslim.train import fit
     from edgeslim.train.api import load_data_for
@@ -71,13 +73,15 @@ def kd_vs_labels(student: str, teacher: str, seeds: list[int], epochs: int, temp
     teacher_train_acc = evaluate_split(teacher_ckpt.model, data.train.subset(10000))["accuracy"]
     runs = []
     for seed in seeds:
-        cfg = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, seed=seed, augmentation=augmentation)
+        cfg = Distill(finetune={"epochs": epochs, "temperature": temperature, "alpha": alpha,
+                                "augment": AUGMENT[augmentation]}, seed=seed)
         for method in arms:
             torch.manual_seed(seed)
             model = make_student(student)
             t0 = time.perf_counter()
             if method == "KD":
-                history = distill(model, teacher_ckpt.model, data.train, cfg, progress=False)
+                res = distill(model, cfg, data.train, teacher=teacher_ckpt.model, progress=False)
+                model, history = res.model, res.summary["history"]
             else:
                 smoothing = 0.1 if method == "label smoothing 0.1" else 0.0
                 history = fit(model, data.train, cfg.train_config().model_copy(update={"label_smoothing": smoothing}),
@@ -100,7 +104,7 @@ def kd_vs_labels(student: str, teacher: str, seeds: list[int], epochs: int, temp
 def sweep(configs: list[tuple[float, float]], epochs: int, student: str, teacher: str, augmentation: str,
           seed: int = 0) -> dict:
     """One seed per (temperature, alpha), plus labels only: which KD settings matter."""
-    from edgeslim.distill import DistillConfig, distill
+    from edgeslim.distill import Distill, distill
     from edgeslim.evaluate import evaluate_split
     from edgeslim.train import fit
     from edgeslim.train.api import load_data_for
@@ -109,14 +113,14 @@ def sweep(configs: list[tuple[float, float]], epochs: int, student: str, teacher
     data = load_data_for("seed-cnn", "fashion-mnist")
     rows = []
     for temperature, alpha in [(None, None), *configs]:
-        cfg = DistillConfig(epochs=epochs, temperature=temperature or 1.0, alpha=alpha or 0.0, seed=seed,
-                            augmentation=augmentation)
+        cfg = Distill(finetune={"epochs": epochs, "temperature": temperature or 1.0, "alpha": alpha or 0.0,
+                                "augment": AUGMENT[augmentation]}, seed=seed)
         torch.manual_seed(seed)
         model = make_student(student)
         if temperature is None:
             fit(model, data.train, cfg.train_config(), progress=False)
         else:
-            distill(model, teacher_model, data.train, cfg, progress=False)
+            model = distill(model, cfg, data.train, teacher=teacher_model, progress=False).model
         acc = evaluate_split(model, data.test)["accuracy"]
         rows.append({"student": student, "teacher": teacher, "method": "labels only" if temperature is None else "KD",
                      "temperature": temperature, "alpha": alpha, "epochs": epochs, "seed": seed,
@@ -128,7 +132,7 @@ def sweep(configs: list[tuple[float, float]], epochs: int, student: str, teacher
 def unlabeled_recovery(epochs: int, lr: float, temperature: float, target_macs: float) -> dict:
     from edgeslim.data.datasets import Split
     from edgeslim.data.imagenet import load_imagenet_samples
-    from edgeslim.distill import DistillConfig, distill, recalibrate_batchnorm
+    from edgeslim.distill import Distill, distill, recalibrate_batchnorm
     from edgeslim.evaluate import agreement, predict_logits
     from edgeslim.models import create
     from edgeslim.prune import prune_structured
@@ -160,9 +164,9 @@ def unlabeled_recovery(epochs: int, lr: float, temperature: float, target_macs: 
     rows.append(measure(pruned, f"pruned to {res.macs_fraction:.2f} of MACs"))
     recalibrate_batchnorm(pruned, train.x)
     rows.append(measure(pruned, "pruned + batch-norm recalibration on the 100 train photos"))
-    cfg = DistillConfig(epochs=epochs, lr=lr, batch_size=20, temperature=temperature, unlabeled=True,
-                        augmentation="crop_flip", weight_decay=0.0, recalibrate_bn=True)
-    distill(pruned, teacher, train, cfg, progress=False)
+    cfg = Distill(finetune={"epochs": epochs, "lr": lr, "batch_size": 20, "temperature": temperature,
+                            "augment": "crop_flip"}, unlabeled=True, weight_decay=0.0, recalibrate_bn=True)
+    pruned = distill(pruned, cfg, train, teacher=teacher, progress=False).model
     recover_s = time.perf_counter() - t0
     rows.append(measure(pruned, f"recovered ({epochs} epochs KD on 100 unlabeled photos)"))
     return {"rows": rows, "macs_before": res.macs_before, "macs_after": res.macs_after,
@@ -330,7 +334,7 @@ def write_markdown(results: dict) -> Path:
                   "batch-norm statistics no longer match, and EfficientNet-Lite's momentum 0.01 would need "
                   "thousands of steps to forget them.",
                   "- Re-estimating the batch-norm statistics on the 100 training photos (`recalibrate_batchnorm`, "
-                  "`DistillConfig(recalibrate_bn=True)`) is what recovers the model: ~45% top-1 on the 100 "
+                  "`Distill(recalibrate_bn=True)`) is what recovers the model: ~45% top-1 on the 100 "
                   "held-out photos (teacher: 92%).",
                   "- KD on top of that fits the 100 training photos (15 epochs, lr 5e-4: 88% agreement on them) "
                   "but lowers held-out agreement (46% -> 38%): 100 images are too few. A gentle run (4 epochs, "

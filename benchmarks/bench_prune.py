@@ -51,7 +51,7 @@ ORT_FRIENDLY_RATIOS = {"seed-cnn": {"features.0": 0.75, "features.3": 0.5},
                        "lenet-5": {"features.0": 0.65, "features.3": 0.0}}
 # the same split found by measurement instead of by hand: edgeslim.prune(target_latency=...), timed
 # like the benchmark below (batch 64, ONNX Runtime's default threads)
-LATENCY_AWARE = {"target_latency": 0.45, "latency_batch": 64, "latency_threads": None}
+LATENCY_AWARE = {"target_latency": 0.45, "timing": {"batch": 64, "threads": None}}
 # both exported the same way: graph rewrites kept where measured faster at batch 64 on this machine
 EXPORT_OPTIMIZATION = GraphOptimization("auto", batch=64)
 
@@ -69,9 +69,10 @@ def criterion_rows(levels: list[float], epochs: int) -> list[dict]:
         dense = evaluate_split(ckpt.model, data.test)["accuracy"]
         for level in levels:
             for criterion in ("magnitude", "taylor"):
-                _, raw = edgeslim.prune(ckpt.model, data=data, criterion=criterion, sparsity=level)
-                _, ft = edgeslim.prune(ckpt.model, data=data, criterion=criterion, sparsity=level,
-                                       finetune_epochs=epochs)
+                raw = edgeslim.prune(ckpt.model, edgeslim.Unstructured(criterion=criterion, sparsity=level),
+                                     data=data).summary
+                ft = edgeslim.prune(ckpt.model, edgeslim.Unstructured(criterion=criterion, sparsity=level,
+                                                                      finetune={"epochs": epochs}), data=data).summary
                 raw_acc, ft_acc = raw["after"]["accuracy"], ft["after"]["accuracy"]
                 rows.append({"model": name, "criterion": criterion, "sparsity": level, "dense_acc": dense,
                              "oneshot_acc": raw_acc, "oneshot_drop_pts": pts(dense, raw_acc),
@@ -91,9 +92,10 @@ def target_rows(level: float, epochs: dict[str, int]) -> list[dict]:
         if name == "seed-cnn":
             variants.append(("magnitude", "sensitivity"))
         for criterion, scope in variants:
-            pruned, s = edgeslim.prune(ckpt.model, data=data, criterion=criterion, scope=scope, sparsity=level,
-                                       schedule="gradual", finetune_epochs=epochs[name], finetune_lr=2e-3,
-                                       pruning_fraction=0.5)
+            r = edgeslim.prune(ckpt.model, edgeslim.Unstructured(
+                criterion=criterion, scope=scope, sparsity=level, schedule="gradual",
+                finetune={"epochs": epochs[name], "lr": 2e-3}, pruning_fraction=0.5), data=data)
+            pruned, s = r.model, r.summary
             dense, acc = s["before"]["accuracy"], s["after"]["accuracy"]
             rows.append({"model": name, "criterion": criterion, "scope": scope, "finetune_epochs": epochs[name],
                          "weight_zeros": round(s["after"]["weight_sparsity"], 4),
@@ -132,10 +134,10 @@ def structured_rows(target: float, epochs: dict[str, int], work: Path,
         models_by_label, summaries = {"dense": ckpt.model}, {}
         for label, extra in variants.items():
             extra = extra if "target_latency" in extra else {"target_macs": target, **extra}
-            pruned, s = edgeslim.prune(ckpt.model, data=data, method="structured", criterion="l1",
-                                       finetune_epochs=epochs[name],
-                                       finetune_augment=STRUCTURED_AUGMENT[name],
-                                       finetune_loss_fn=kd_from(ckpt.model), **extra)
+            config = {"method": "structured", "criterion": "l1", **extra,
+                      "finetune": {"epochs": epochs[name], "augment": STRUCTURED_AUGMENT[name]}}
+            r = edgeslim.prune(ckpt.model, config, data=data, finetune_loss_fn=kd_from(ckpt.model))
+            pruned, s = r.model, r.summary
             models_by_label[label], summaries[label] = pruned, s
         optimized = {label: export_onnx(m, work / f"{name}-{label}.onnx", data.input_shape, meta,
                                         optimize=EXPORT_OPTIMIZATION) for label, m in models_by_label.items()}

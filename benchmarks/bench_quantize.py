@@ -57,8 +57,8 @@ def seed_cnn(work: Path) -> dict:
     for method in ("minmax", "percentile", "entropy", "mse"):
         t0 = time.perf_counter()
         r = Q(ckpt, {"method": "static", "calibration": method, "samples": 256, "benchmark": False,
-                     "sensitivity": method == "mse", "threads": THREADS},
-              calib_data=data.train, eval_data=data.test, out=work / f"seed-static-{method}")
+                     "sensitivity": method == "mse", "timing": {"threads": THREADS}},
+              data=data.train, eval_data=data.test, out=work / f"seed-static-{method}")
         summaries[f"static-{method}"] = r.summary
         if float_onnx is None:
             float_onnx = Path(r.summary["float_onnx"])
@@ -69,8 +69,8 @@ def seed_cnn(work: Path) -> dict:
                          {"seconds": time.perf_counter() - t0}))
         paths.append(r.artifact)
     t0 = time.perf_counter()
-    r = Q(ckpt, {"method": "qat", "epochs": 2, "lr": 1e-4, "samples": 256, "benchmark": False, "threads": THREADS},
-          calib_data=data.train, eval_data=data.test, train_data=data.train, out=work / "seed-qat")
+    r = Q(ckpt, {"method": "qat", "finetune": {"epochs": 2, "lr": 1e-4}, "samples": 256, "benchmark": False,
+                 "timing": {"threads": THREADS}}, data=data, out=work / "seed-qat")
     summaries["qat"] = r.summary
     rows.append(_row("QAT int8 (2 epochs)", r.artifact, x, y, ref, {"seconds": time.perf_counter() - t0}))
     paths.append(r.artifact)
@@ -122,8 +122,8 @@ def efficientnet(work: Path) -> dict:
     calib = Split(torch.from_numpy(x[half_a]), torch.from_numpy(y[half_a]))
     t0 = time.perf_counter()
     ours = Q(model, {"method": "static", "calibration": "mse", "samples": 100, "max_accuracy_drop": 1.0,
-                     "sensitivity_samples": 100, "benchmark": False, "threads": THREADS},
-             calib_data=calib, eval_data=calib, out=work / "effnet-ours", input_shape=(3, 224, 224))
+                     "sensitivity_samples": 100, "benchmark": False, "timing": {"threads": THREADS}},
+             data=calib, eval_data=calib, out=work / "effnet-ours", input_shape=(3, 224, 224))
     seconds = time.perf_counter() - t0
     ref = onnx_logits(float_onnx, x, THREADS)
     rows = []
@@ -149,7 +149,7 @@ def lenet_dynamic(work: Path) -> dict:
     ckpt, _ = baseline("lenet-300-100", "fashion-mnist")
     data = load_data_for("lenet-300-100", "fashion-mnist")
     x, y = data.test.x.numpy(), data.test.y.numpy()
-    r = Q(ckpt, {"method": "dynamic", "benchmark": False}, calib_data=data.train.subset(256), eval_data=data.test,
+    r = Q(ckpt, {"method": "dynamic", "benchmark": False}, data=data.train.subset(256), eval_data=data.test,
           out=work / "lenet-dynamic")
     f = Path(r.summary["float_onnx"])
     ref = onnx_logits(f, x, THREADS)
@@ -168,15 +168,17 @@ def weight_sharing(work: Path) -> dict:
     rows = []
     for epochs in (0, 1):
         t0 = time.perf_counter()
-        r = Q(ckpt, {"method": "weight_sharing", "bits_conv": 4, "bits_linear": 5, "epochs": epochs, "lr": 1e-4,
-                     "benchmark": False}, calib_data=data.train.subset(256), eval_data=data.test,
-              train_data=data.train, out=work / f"seed-ws-{epochs}")
+        r = Q(ckpt, {"method": "weight_sharing", "conv_bits": 4, "linear_bits": 5,
+                     "finetune": {"epochs": epochs, "lr": 1e-4}, "benchmark": False},
+              data=data.train.subset(256), eval_data=data.test, train_data=data.train, out=work / f"seed-ws-{epochs}")
+        codebooks = np.load(r.summary["codebooks"])  # LAYER.codebook / LAYER.indices arrays
+        indices = [codebooks[f"{layer['layer']}.indices"] for layer in r.summary["layers"]]
         s = r.summary
         rows.append({"model": f"shared 4b conv / 5b fc, {epochs} fine-tune epoch(s)",
                      "float_accuracy": s["float_accuracy"], "accuracy": s["accuracy"],
                      "drop_points": s["accuracy_drop_points"],
                      "max_distinct_per_layer": max(x["distinct_values"] for x in s["layers"]),
-                     "index_kb": sum(i.size * b["bits"] / 8 for b, (_, i) in zip(s["layers"], r.codebooks.values()))
+                     "index_kb": sum(i.size * b["bits"] / 8 for b, i in zip(s["layers"], indices))
                      / 1024, "seconds": time.perf_counter() - t0})
     return {"rows": rows, "layers": s["layers"]}
 

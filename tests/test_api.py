@@ -7,9 +7,10 @@ def test_callable_packages_work_after_plain_import():
     code = ("import edgeslim, torch\n"
             "from edgeslim.models import create\n"
             "m = create('seed-cnn', width=0.25)\n"
-            "pruned, summary = edgeslim.prune(m, {'method': 'unstructured', 'sparsity': 0.5, 'scope': 'layer'}, example_input_shape=(1, 32, 32))\n"
-            "assert round(float((pruned.features[3].weight == 0).float().mean()), 1) == 0.5\n"
-            "assert callable(edgeslim.quantize)\n")
+            "r = edgeslim.prune(m, edgeslim.Unstructured(sparsity=0.5, scope='layer'), input_shape=(1, 32, 32))\n"
+            "assert isinstance(r, edgeslim.Result)\n"
+            "assert round(float((r.model.features[3].weight == 0).float().mean()), 1) == 0.5\n"
+            "assert callable(edgeslim.quantize) and callable(edgeslim.distill)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 

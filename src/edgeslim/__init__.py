@@ -25,11 +25,23 @@ _LAZY = {
     "load_model": ("edgeslim.runtime", "load_model"),
     "benchmark": ("edgeslim.runtime", "benchmark"),
     "run_demo": ("edgeslim.pipeline.demo", "run_demo"),
+    # one config class per method (``method`` picks it from a dict or YAML), shared blocks, one Result
+    "Result": ("edgeslim.config", "Result"),
+    "FineTune": ("edgeslim.config", "FineTune"),
+    "Timing": ("edgeslim.config", "Timing"),
+    "Unstructured": ("edgeslim.prune.config", "Unstructured"),
+    "Structured": ("edgeslim.prune.config", "Structured"),
+    "NM": ("edgeslim.prune.config", "NM"),
+    "StaticInt8": ("edgeslim.quantize.config", "StaticInt8"),
+    "DynamicInt8": ("edgeslim.quantize.config", "DynamicInt8"),
+    "QAT": ("edgeslim.quantize.config", "QAT"),
+    "WeightSharing": ("edgeslim.quantize.config", "WeightSharing"),
+    "Distill": ("edgeslim.distill.config", "Distill"),
 }
 
 
-# Sub-packages load on first use; `edgeslim.prune(...)` and `edgeslim.quantize(...)` are callable
-# packages (one verb, one config object), so they work right after `import edgeslim`.
+# Sub-packages load on first use; `edgeslim.prune(...)`, `edgeslim.quantize(...)` and `edgeslim.distill(...)`
+# are callable packages (one verb, one config object, one Result), so they work right after `import edgeslim`.
 _SUBPACKAGES = {"data", "models", "train", "prune", "quantize", "distill", "pipeline", "evaluate", "export",
                 "runtime", "edge", "serve", "report"}
 

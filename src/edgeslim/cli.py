@@ -190,21 +190,47 @@ def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option
 
 
 # ---- prune commands (issue 3) ----
+_CONFIG_OPT = typer.Option(None, "--config", help="YAML file with the method's config (the Python class's fields); "
+                                                  "options given on the command line replace its values")
+
+
+def _config_from(file: Optional[Path], options: dict, build, what: str):
+    """One config, built once: ``--config FILE`` (a YAML mapping), then the options given on the
+    command line (unset options are None; dotted keys such as ``finetune.epochs`` go into blocks),
+    validated by ``build(data, source)``, which names a bad field."""
+    from ._io import read_yaml_mapping
+    from .errors import ConfigError
+
+    data = read_yaml_mapping(file, f"{what} config", "the config's fields") if file else {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        *blocks, leaf = key.split(".")
+        node = data
+        for block in blocks:
+            node = node.setdefault(block, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"invalid {what} config {file}: {block} must be a mapping")
+        node[leaf] = value
+    return build(data, f"{what} config {file}" if file else f"{what} option")
+
+
 @app.command("prune")
 def prune_cmd(checkpoint: Path,
               out: Path = typer.Option(..., help="checkpoint folder to write"),
-              method: str = typer.Option("unstructured", help="unstructured | structured | nm"),
-              criterion: Optional[str] = typer.Option(
-                  None, help="magnitude | lamp | taylor | l1 | bn_scale (default: lamp for unstructured, else "
-                             "magnitude)"),
+              config_file: Optional[Path] = _CONFIG_OPT,
+              method: Optional[str] = typer.Option(None, show_default="unstructured",
+                                                   help="unstructured | structured | nm"),
+              criterion: Optional[str] = typer.Option(None, show_default="lamp for unstructured, else magnitude",
+                                                      help="magnitude | lamp | taylor | l1 | bn_scale"),
               sparsity: Optional[float] = typer.Option(
                   None, help="fraction of weights to zero, default 0.9 (structured: channel ratio)"),
               target_macs: Optional[float] = typer.Option(None, help="structured: fraction of MACs to keep"),
               target_latency: Optional[float] = typer.Option(
                   None, help="structured: fraction of the ONNX Runtime latency to keep (channel counts measured)"),
               latency_batch: Optional[List[int]] = typer.Option(
-                  None, min=1, help="batch size the latency layout and speed check measure at; repeat for "
-                                    "several (default: 1 and 64)"),
+                  None, min=1, help="timing.batch: batch size the latency layout and speed check measure at; "
+                                    "repeat for several (default: 1 and 64)"),
               layout: Optional[str] = typer.Option(
                   None, help="structured: latency (channel counts by measured ONNX Runtime latency; default for "
                              "targets) | uniform (one ratio for every layer)"),
@@ -212,16 +238,20 @@ def prune_cmd(checkpoint: Path,
               schedule: Optional[str] = typer.Option(
                   None, help="oneshot | gradual (cubic, Zhu & Gupta; default for unstructured with >= 2 "
                              "fine-tune epochs)"),
-              pruning_steps: int = typer.Option(10, help="pruning steps of the gradual schedule"),
-              finetune_epochs: int = typer.Option(0, min=0),
-              lr: Optional[float] = typer.Option(None, help="fine-tune learning rate (default: 2e-3 unstructured, "
-                                                          "1e-3 structured / N:M)"),
+              pruning_steps: Optional[int] = typer.Option(None, show_default="10",
+                                                          help="pruning steps of the gradual schedule"),
+              finetune_epochs: Optional[int] = typer.Option(None, min=0, show_default="0", help="finetune.epochs"),
+              lr: Optional[float] = typer.Option(None, show_default="0.002 unstructured, else 0.001",
+                                                 help="finetune.lr"),
               finetune_augment: Optional[bool] = typer.Option(
                   None, "--finetune-augment/--no-finetune-augment",
-                  help="random flips and shifts while fine-tuning (default: as the model was trained)"),
-              distill: bool = typer.Option(True, "--distill/--no-distill",
-                                           help="fine-tune by distillation from the unpruned model"),
-              n: int = typer.Option(2, help="N of N:M"), m: int = typer.Option(4, help="M of N:M"),
+                  help="finetune.augment: random flips and shifts while fine-tuning (default: as the model was "
+                       "trained)"),
+              distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", show_default="distill",
+                                                     help="finetune.distill: fine-tune by distillation from the "
+                                                          "unpruned model"),
+              n: Optional[int] = typer.Option(None, show_default="2", help="N of N:M"),
+              m: Optional[int] = typer.Option(None, show_default="4", help="M of N:M"),
               layers: Optional[str] = typer.Option(None, help="comma-separated layer names to prune"),
               exclude: Optional[str] = typer.Option(None, help="comma-separated layer names to keep"),
               layer_sparsity: Optional[str] = typer.Option(
@@ -230,60 +260,69 @@ def prune_cmd(checkpoint: Path,
               dataset: Optional[str] = None, data_dir: Optional[Path] = None,
               as_json: bool = typer.Option(False, "--json")) -> None:
     """Prune a checkpoint (unstructured, structured channels or N:M), fine-tune, write a checkpoint."""
-    from .prune import prune_checkpoint
+    from .prune import prune_checkpoint, prune_config
     from .prune.config import parse_layer_values
     from .report import rich_table
 
     def names(text: Optional[str]) -> Optional[list]:
         return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
-    config = {"method": method, "criterion": criterion, "target_macs": target_macs,
-              "target_latency": target_latency, "latency_batch": latency_batch or None, "layout": layout,
-              "scope": scope, "schedule": schedule, "sparsity": sparsity, "pruning_steps": pruning_steps,
-              "finetune_epochs": finetune_epochs, "finetune_lr": lr, "finetune_augment": finetune_augment,
-              "distill": distill, "n": n, "m": m,
-              "layers": names(layers), "exclude": names(exclude) or [],
-              "layer_sparsity": parse_layer_values(layer_sparsity), "round_to": round_to}
     # unset options stay unset, so the config's own defaults (which depend on the method) apply
-    config = {k: v for k, v in config.items() if v is not None}
+    config = _config_from(config_file, {
+        "method": method, "criterion": criterion, "target_macs": target_macs, "target_latency": target_latency,
+        "timing.batch": latency_batch or None, "layout": layout, "scope": scope, "schedule": schedule,
+        "sparsity": sparsity, "pruning_steps": pruning_steps, "finetune.epochs": finetune_epochs,
+        "finetune.lr": lr, "finetune.augment": finetune_augment, "finetune.distill": distill, "n": n, "m": m,
+        "layers": names(layers), "exclude": names(exclude), "layer_sparsity": parse_layer_values(layer_sparsity),
+        "round_to": round_to}, lambda data, source: prune_config(data, source), "prune")
     r = prune_checkpoint(checkpoint, config, out, dataset=dataset, data_dir=data_dir, progress=not as_json,
                          log=None if as_json else (lambda s: err.print(f"[cyan]{s}[/cyan]")))
+    s = r.summary
     if as_json:
-        return _print_json({k: v for k, v in r.items() if k not in ("finetune", "sensitivity")})
-    rows = [{"stage": k, **{c: r[k].get(c) for c in ("accuracy", "params", "nonzero_params", "weight_sparsity", "macs")}}
+        return _print_json({k: v for k, v in s.items() if k not in ("finetune", "sensitivity")})
+    rows = [{"stage": k, **{c: s[k].get(c) for c in ("accuracy", "params", "nonzero_params", "weight_sparsity", "macs")}}
             for k in ("before", "after")]
-    console.print(rich_table(rows, title=f"prune {method} -> {out}"))
-    for w in r.get("warnings", []):
+    console.print(rich_table(rows, title=f"prune {config.method} -> {out}"))
+    for w in r.warnings:
         err.print(f"[yellow]warning: {w}[/yellow]")
 
 # ---- quantize commands (issue 4) ----
 @app.command("quantize")
-def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="static | dynamic | qat | weight_sharing"),
-                 calibration: str = typer.Option("mse", help="minmax | percentile | entropy | mse"),
-                 samples: int = typer.Option(256, help="calibration samples"),
-                 per_channel: bool = typer.Option(True, "--per-channel/--per-tensor"),
-                 symmetric: bool = typer.Option(False, help="int8 activations instead of uint8"),
-                 equalize: bool = typer.Option(True, help="cross-layer equalization"),
-                 bias_correction: bool = typer.Option(True, help="empirical bias correction"),
+def quantize_cmd(checkpoint: Path, config_file: Optional[Path] = _CONFIG_OPT,
+                 method: Optional[str] = typer.Option(None, show_default="static",
+                                                      help="static | dynamic | qat | weight_sharing"),
+                 calibration: Optional[str] = typer.Option(None, show_default="mse",
+                                                           help="minmax | percentile | entropy | mse"),
+                 samples: Optional[int] = typer.Option(None, show_default="256", help="calibration samples"),
+                 per_channel: Optional[bool] = typer.Option(None, "--per-channel/--per-tensor",
+                                                            show_default="per-channel"),
+                 symmetric: Optional[bool] = typer.Option(None, "--symmetric/--no-symmetric",
+                                                          show_default="no-symmetric",
+                                                          help="int8 activations instead of uint8"),
+                 equalize: Optional[bool] = typer.Option(None, "--equalize/--no-equalize", show_default="equalize",
+                                                         help="cross-layer equalization"),
+                 bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction",
+                                                                show_default="bias-correction",
+                                                                help="empirical bias correction"),
                  max_accuracy_drop: Optional[float] = typer.Option(None, help="points; keeps sensitive layers float"),
-                 epochs: int = typer.Option(2, help="QAT / centroid fine-tuning epochs"),
-                 bits_conv: int = typer.Option(4), bits_linear: int = typer.Option(5),
+                 epochs: Optional[int] = typer.Option(None, show_default="2",
+                                                      help="finetune.epochs: QAT / centroid fine-tuning epochs"),
+                 bits_conv: Optional[int] = typer.Option(None, "--bits-conv", "--conv-bits", show_default="4",
+                                                         help="conv_bits (weight sharing)"),
+                 bits_linear: Optional[int] = typer.Option(None, "--bits-linear", "--linear-bits", show_default="5",
+                                                           help="linear_bits (weight sharing)"),
                  threads: Optional[int] = _THREADS_OPT, data_dir: Optional[Path] = None,
                  out: Path = typer.Option(..., help="folder for model.onnx and summary.json"),
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """Quantize a checkpoint: static int8 (QDQ), dynamic int8, QAT, or weight sharing."""
-    from pydantic import ValidationError
+    from .quantize import quantize_config
+    from .quantize.api import quantize_checkpoint
 
-    from .errors import config_error
-    from .quantize.api import QuantizeConfig, quantize_checkpoint
-
-    try:
-        config = QuantizeConfig(method=method, calibration=calibration, samples=samples, per_channel=per_channel,
-                                symmetric=symmetric, equalize=equalize, bias_correction=bias_correction,
-                                max_accuracy_drop=max_accuracy_drop, epochs=epochs, bits_conv=bits_conv,
-                                bits_linear=bits_linear, threads=threads)
-    except ValidationError as e:
-        raise config_error(e, "quantize option") from None
+    config = _config_from(config_file, {
+        "method": method, "calibration": calibration, "samples": samples, "per_channel": per_channel,
+        "symmetric": symmetric, "equalize": equalize, "bias_correction": bias_correction,
+        "max_accuracy_drop": max_accuracy_drop, "finetune.epochs": epochs, "conv_bits": bits_conv,
+        "linear_bits": bits_linear, "timing.threads": threads}, quantize_config, "quantize")
     r = quantize_checkpoint(checkpoint, config, out, data_dir, log=lambda s: err.print(f"[cyan]{s}[/cyan]"))
     s = r.summary
     if as_json:
@@ -304,32 +343,38 @@ def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="st
 
 @app.command("distill")
 def distill_cmd(teacher: Path = typer.Option(..., help="teacher checkpoint folder"),
+                config_file: Optional[Path] = _CONFIG_OPT,
                 student: Optional[str] = typer.Option(None, help="registered model (default: the teacher's)"),
                 width: float = typer.Option(0.25, min=0.01, max=1.0, help="student channel multiplier"),
-                epochs: int = typer.Option(10, min=0), temperature: float = typer.Option(4.0),
-                alpha: float = typer.Option(0.9), lr: float = typer.Option(2e-3),
-                batch_size: int = typer.Option(128, min=1), seed: int = typer.Option(0),
+                epochs: Optional[int] = typer.Option(None, min=0, show_default="10", help="finetune.epochs"),
+                temperature: Optional[float] = typer.Option(None, show_default="4.0", help="finetune.temperature"),
+                alpha: Optional[float] = typer.Option(None, show_default="0.9", help="finetune.alpha"),
+                lr: Optional[float] = typer.Option(None, show_default="0.002", help="finetune.lr"),
+                batch_size: Optional[int] = typer.Option(None, min=1, show_default="128", help="finetune.batch_size"),
+                seed: Optional[int] = typer.Option(None, show_default="0"),
                 hint: List[str] = typer.Option([], help="hint pair STUDENT_LAYER:TEACHER_LAYER (repeatable)"),
-                unlabeled: bool = typer.Option(False, help="train on teacher outputs only"),
-                augmentation: str = typer.Option("shift_flip", help="shift_flip | crop_flip | none"),
+                unlabeled: Optional[bool] = typer.Option(None, "--unlabeled/--no-unlabeled", show_default="no-unlabeled",
+                                                         help="train on teacher outputs only"),
+                augmentation: Optional[str] = typer.Option(
+                    None, show_default="shift_flip", help="finetune.augment: shift_flip | crop_flip | none"),
                 dataset: Optional[str] = None, data_dir: Optional[Path] = None,
                 out: Path = typer.Option(..., help="student checkpoint folder to write")) -> None:
     """Train a small student from a teacher checkpoint with knowledge distillation."""
-    from pydantic import ValidationError
+    from .distill import distill_checkpoint, distill_config
+    from .errors import ConfigError
 
-    from .distill import DistillConfig, distill_checkpoint
-    from .errors import ConfigError, config_error
-
-    try:
-        hints = [tuple(h.split(":", 1)) for h in hint]
-        if any(len(h) != 2 for h in hints):
-            raise ConfigError(f"--hint takes STUDENT_LAYER:TEACHER_LAYER, got {hint}")
-        cfg = DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs, lr=lr, batch_size=batch_size,
-                            seed=seed, hint_layers=hints, unlabeled=unlabeled, augmentation=augmentation)
-    except ValidationError as e:
-        raise config_error(e, "distill option") from None
-    ck = distill_checkpoint(teacher, student, width, cfg, out, dataset, data_dir)
-    m = ck.meta["metrics"]
+    hints = [h.split(":", 1) for h in hint]
+    if any(len(h) != 2 for h in hints):
+        raise ConfigError(f"--hint takes STUDENT_LAYER:TEACHER_LAYER, got {hint}")
+    augments = {"shift_flip": True, "crop_flip": "crop_flip", "none": False}
+    if augmentation is not None and augmentation not in augments:
+        raise ConfigError(f"--augmentation: use one of {', '.join(augments)}, got {augmentation!r}")
+    config = _config_from(config_file, {
+        "finetune.epochs": epochs, "finetune.temperature": temperature, "finetune.alpha": alpha, "finetune.lr": lr,
+        "finetune.batch_size": batch_size, "seed": seed, "hint_layers": [tuple(h) for h in hints] or None,
+        "unlabeled": unlabeled, "finetune.augment": augments.get(augmentation)}, distill_config, "distill")
+    r = distill_checkpoint(teacher, student, width, config, out, dataset, data_dir)
+    m = r.summary["metrics"]
     console.print(f"student test accuracy {m['accuracy']:.4f} (teacher {m['teacher_accuracy']:.4f}), "
                   f"{m['train_seconds']:.0f} s; checkpoint written to {out}")
 

@@ -33,14 +33,16 @@ _FRIENDLY = {"less_than": "must be < {lt}", "less_than_equal": "must be <= {le}"
 
 
 def _field_path(loc: tuple, union_tags: frozenset[str]) -> str:
-    """('stages', 1, 'prune', 'sparsity') -> 'stages[1].sparsity' (a union tag after an index is noise)."""
-    out, after_index = "", False
+    """('stages', 1, 'prune', 'config', 'structured', 'sparsity') -> 'stages[1].sparsity': a union tag
+    at the start, after an index or after a stage's ``config`` (which YAML writes flat) is noise."""
+    out, after_index = "", True
     for part in loc:
         if isinstance(part, int):
             out, after_index = out + f"[{part}]", True
             continue
         if after_index and part in union_tags:
-            after_index = False
+            continue  # nested unions (stage type, then method) each add a tag
+        if after_index and part == "config" and out:
             continue
         after_index = False
         out += f".{part}" if out else str(part)
@@ -58,7 +60,8 @@ def _problem(err: dict) -> str:
         except (KeyError, IndexError):
             pass
     if err["type"] == "union_tag_invalid":
-        msg = f"unknown stage type {ctx.get('tag')!r}; use one of {ctx.get('expected_tags')}"
+        what = "stage type" if ctx.get("discriminator") == "'type'" else "method"
+        msg = f"unknown {what} {ctx.get('tag')!r}; use one of {ctx.get('expected_tags')}"
     return msg
 
 

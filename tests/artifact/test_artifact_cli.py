@@ -40,4 +40,5 @@ def test_distill_command_writes_a_student(digits_checkpoint, tmp_path):
     assert r.exit_code == 0, r.output
     assert "student test accuracy" in r.output and (out / "weights.safetensors").exists()
     meta = json.loads((out / "model.json").read_text())
-    assert meta["distill"]["temperature"] == 3 and meta["distill"]["alpha"] == 0.8
+    finetune = meta["distill"]["finetune"]  # the Distill config as recorded
+    assert finetune["temperature"] == 3 and finetune["alpha"] == 0.8 and finetune["epochs"] == 1

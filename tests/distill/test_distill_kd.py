@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from pydantic import ValidationError
-
-from edgeslim.distill import (DistillConfig, FeatureCapture, crop_flip, distill, distill_checkpoint, hinton_loss,
-                              kd_loss_fn, make_adapter, width_student)
+import edgeslim
+from edgeslim.distill import (Distill, FeatureCapture, crop_flip, distill, distill_checkpoint, distill_config,
+                              hinton_loss, kd_loss_fn, make_adapter, width_student)
+from edgeslim.errors import ConfigError
 from edgeslim.evaluate import evaluate_split
 from edgeslim.models import create, load_checkpoint
 from edgeslim.train import TrainConfig, fit
@@ -56,12 +56,15 @@ def test_adapter_shapes():
 
 
 def test_config_rejects_unknown_and_bad_fields():
-    with pytest.raises(ValidationError, match="temprature"):
-        DistillConfig(temprature=4)
-    with pytest.raises(ValidationError, match="alpha"):
-        DistillConfig(alpha=1.5)
-    with pytest.raises(ValidationError, match="hint_layers"):
-        DistillConfig(hint_layers=[("a", "b"), ("a", "c")])
+    with pytest.raises(ConfigError, match="temprature: unknown field"):
+        Distill(temprature=4)
+    with pytest.raises(ConfigError, match="finetune.alpha: must be <= 1"):
+        Distill(finetune={"alpha": 1.5})
+    with pytest.raises(ConfigError, match="hint_layers"):
+        Distill(hint_layers=[("a", "b"), ("a", "c")])
+    with pytest.raises(ConfigError, match="'augmentation' was renamed: use 'finetune.augment'"):
+        distill_config({"augmentation": "none"})
+    assert type(distill_config({"method": "distill"})) is Distill and Distill().finetune.alpha == 0.9
 
 
 def test_hint_distillation_trains_adapters_and_leaves_teacher_alone(digits):
@@ -69,8 +72,8 @@ def test_hint_distillation_trains_adapters_and_leaves_teacher_alone(digits):
     teacher = create("seed-cnn", num_classes=10)
     student = width_student(teacher, 0.25)
     t_before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    cfg = DistillConfig(epochs=1, hint_layers=[("features.2", "features.2"), ("classifier.2", "classifier.2")],
-                        max_steps=5, batch_size=32)
+    cfg = Distill(finetune={"epochs": 1, "max_steps": 5, "batch_size": 32},
+                  hint_layers=[("features.2", "features.2"), ("classifier.2", "classifier.2")])
     from edgeslim.distill import KDLoss
 
     loss = KDLoss(teacher, hint_layers=cfg.hint_layers)
@@ -85,8 +88,11 @@ def test_hint_distillation_trains_adapters_and_leaves_teacher_alone(digits):
     assert not teacher.training and all(p.grad is None for p in teacher.parameters())
     assert all(p.requires_grad for p in teacher.parameters())  # copies of the teacher stay trainable
     assert not student._forward_hooks and not teacher.features[2]._forward_hooks
-    # distill() runs the same path end to end
-    distill(student, teacher, digits.train.subset(128), cfg, progress=False)
+    # distill() runs the same path end to end, on a copy of the student
+    s_before = {k: v.clone() for k, v in student.state_dict().items()}
+    res = distill(student, cfg, digits.train.subset(128), teacher=teacher, progress=False)
+    assert isinstance(res, edgeslim.Result) and res.model is not student and len(res.summary["history"]) == 1
+    assert all(torch.equal(s_before[k], v) for k, v in student.state_dict().items())
 
 
 def test_kd_loss_fn_plugs_into_fit_and_student_learns(digits_checkpoint, digits):
@@ -105,9 +111,9 @@ def test_unlabeled_distillation_ignores_labels(digits_checkpoint, digits):
 
     garbage = Split(digits.train.x, torch.zeros_like(digits.train.y))  # labels must not matter
     student = width_student(ckpt.model, 0.5)
-    distill(student, ckpt.model, garbage, DistillConfig(epochs=4, batch_size=64, lr=5e-3, unlabeled=True,
-                                                        augmentation="none"), progress=False)
-    assert evaluate_split(student, digits.test)["accuracy"] > 0.6
+    res = edgeslim.distill(student, Distill(finetune={"epochs": 4, "batch_size": 64, "lr": 5e-3, "augment": False},
+                                            unlabeled=True), garbage, teacher=ckpt.model, progress=False)
+    assert evaluate_split(res.model, digits.test)["accuracy"] > 0.6
 
 
 def test_crop_flip_keeps_shape_and_is_identity_at_full_scale():
@@ -121,11 +127,12 @@ def test_crop_flip_keeps_shape_and_is_identity_at_full_scale():
 
 def test_distill_checkpoint_writes_a_loadable_student(digits_checkpoint, tmp_path):
     folder, _ = digits_checkpoint
-    ck = distill_checkpoint(folder, width=0.5, config=DistillConfig(epochs=1, batch_size=64), out=tmp_path / "s",
-                            dataset="digits", progress=False)
+    r = distill_checkpoint(folder, width=0.5, config=Distill(finetune={"epochs": 1, "batch_size": 64}),
+                           out=tmp_path / "s", dataset="digits", progress=False)
+    assert isinstance(r, edgeslim.Result) and r.artifact == tmp_path / "s"
     loaded = load_checkpoint(tmp_path / "s")
     assert loaded.model.features[0].out_channels == 8
-    assert loaded.meta["distill"]["width"] == 0.5 and 0 <= ck.meta["metrics"]["accuracy"] <= 1
+    assert loaded.meta["distill"]["width"] == 0.5 and 0 <= r.summary["metrics"]["accuracy"] <= 1
 
 
 def test_width_student_of_any_module_uses_structured_pruning():
@@ -159,7 +166,7 @@ def test_cached_teacher_logits_train_the_same_student_as_a_live_teacher(digits_c
     from edgeslim.distill import KDLoss, cache_teacher_logits
 
     _, ckpt = digits_checkpoint
-    cfg = DistillConfig(epochs=2, batch_size=64, lr=5e-3, augmentation="none", seed=3)
+    cfg = Distill(finetune={"epochs": 2, "batch_size": 64, "lr": 5e-3, "augment": False}, seed=3)
     cached = cache_teacher_logits(ckpt.model, digits.train, cfg)
     assert cached is not None and cached.shape == (len(digits.train), 10)
     students = []
@@ -179,6 +186,9 @@ def test_teacher_logits_are_not_cached_when_inputs_change_every_epoch(digits_che
     from edgeslim.distill import cache_teacher_logits
 
     _, ckpt = digits_checkpoint
-    assert cache_teacher_logits(ckpt.model, digits.train, DistillConfig(augmentation="shift_flip")) is None
-    assert cache_teacher_logits(ckpt.model, digits.train, DistillConfig(
-        augmentation="none", hint_layers=[("features.0", "features.0")])) is None
+    assert cache_teacher_logits(ckpt.model, digits.train, Distill(finetune={"augment": True})) is None
+    assert cache_teacher_logits(ckpt.model, digits.train, Distill(
+        finetune={"augment": False}, hint_layers=[("features.0", "features.0")])) is None
+    # None: as the teacher was trained (the digits fixture trained without augmentation)
+    assert cache_teacher_logits(ckpt.model, digits.train, Distill(finetune={"augment": None}),
+                                ckpt.meta.get("train_config")) is not None

@@ -13,8 +13,8 @@ TINY = {
     "name": "tiny", "description": "test recipe", "max_accuracy_drop": 100, "seed": 0,
     "bench": {"rounds": 3, "warmup": 1},
     "stages": [
-        {"type": "prune", "method": "unstructured", "sparsity": 0.6, "finetune_epochs": 1},
-        {"type": "share_weights", "conv_bits": 5, "linear_bits": 5, "finetune_epochs": 1, "max_steps": 3},
+        {"type": "prune", "method": "unstructured", "sparsity": 0.6, "finetune": {"epochs": 1}},
+        {"type": "share_weights", "conv_bits": 5, "linear_bits": 5, "finetune": {"epochs": 1, "max_steps": 3}},
         {"type": "quantize", "samples": 32, "sensitivity": False},
     ],
 }
@@ -159,13 +159,13 @@ def test_latency_aware_prune_stage_plans_with_the_recipe_bench_settings(tmp_path
     real = prune_api._prune_to_latency
 
     def spy(model, config, *a, **k):
-        seen.append((config.latency_batch, config.latency_threads))
+        seen.append((config.timing.batch, config.timing.threads))
         return real(model, config, *a, **k)
 
     monkeypatch.setattr(prune_api, "_prune_to_latency", spy)
     recipe = {"name": "lat", "max_accuracy_drop": 100, "bench": {"batch": 4, "threads": 1, "rounds": 3, "warmup": 1},
               "stages": [{"type": "prune", "method": "structured", "target_latency": 0.8, "latency_step": 0.25,
-                          "finetune_epochs": 1}]}
+                          "finetune": {"epochs": 1}}]}
     compress(digits_checkpoint[0], recipe, tmp_path / "c", progress=False)
     assert seen == [([4], 1)]
     info = json.loads((tmp_path / "c/state.json").read_text())["stages"][0]["info"]
@@ -226,7 +226,7 @@ def test_best_result_so_far_survives_a_crash_and_resume_reuses_attempts(tmp_path
     calls = []
 
     def second_crashes(stage, state, ctx):
-        calls.append(stage.sparsity)
+        calls.append(stage.config.sparsity)
         if len(calls) == 2:
             raise RuntimeError("killed")
         return real(stage, state, ctx)
@@ -253,9 +253,16 @@ def test_budget_allowances_and_strength_knobs():
                                  {"type": "prune", "method": "structured", "target_macs": 0.25},
                                  {"type": "quantize"}]})
     prune, share, structured, quant = r.stages
-    assert budget.weakened(prune, 0.5).sparsity == pytest.approx(1 - 0.06 ** 0.5)
-    assert budget.weakened(share, 0.5).conv_bits == 6 and budget.weakened(share, 0.0) is None
-    assert budget.weakened(structured, 0.5).target_macs == pytest.approx(0.5)
+    assert budget.weakened(prune, 0.5).config.sparsity == pytest.approx(1 - 0.06 ** 0.5)
+    assert budget.weakened(share, 0.5).config.conv_bits == 6 and budget.weakened(share, 0.0) is None
+    assert budget.weakened(structured, 0.5).config.target_macs == pytest.approx(0.5)
+    assert type(budget.weakened(structured, 0.5).config) is type(structured.config)
+    # a stage built in Python (method left at its default, so "unset") weakens the same way
+    from edgeslim import Structured
+    from edgeslim.pipeline.recipe import PruneStage
+
+    by_hand = PruneStage(type="prune", config=Structured(target_macs=0.25))
+    assert budget.weakened(by_hand, 0.5).config.target_macs == pytest.approx(0.5)
     assert not budget.has_knob(quant) and budget.weakened(quant, 1.0) is quant
     drop, stderr = budget.paired_drop([True] * 90 + [False] * 10, [True] * 85 + [False] * 15)
     assert drop == pytest.approx(5.0) and stderr == pytest.approx(100 * 5 ** 0.5 / 100)
@@ -294,7 +301,7 @@ def test_a_weakened_try_starts_from_the_unchanged_model(tmp_path, digits_checkpo
     monkeypatch.setitem(stages_mod.RUNNERS, "share_weights", destructive)
     ckpt, trained = digits_checkpoint
     recipe = {"name": "share", "max_accuracy_drop": 1.0, "bench": {"rounds": 2, "warmup": 0},
-              "stages": [{"type": "share_weights", "conv_bits": 4, "linear_bits": 4, "finetune_epochs": 0},
+              "stages": [{"type": "share_weights", "conv_bits": 4, "linear_bits": 4, "finetune": {"epochs": 0}},
                          {"type": "export"}]}
     with pytest.raises(AccuracyBudgetExceeded, match="no stage fits"):
         compress(ckpt, recipe, tmp_path / "c", progress=False)

@@ -81,27 +81,28 @@ def test_deployed_latency_is_relative_to_the_original_and_cached_per_layout():
 
 
 @pytest.mark.parametrize("bad,match", [
-    ({"method": "unstructured", "target_latency": 0.5}, "target_latency applies to method='structured'"),
-    ({"method": "structured", "target_latency": 0.5, "target_macs": 0.5}, "not both"),
+    ({"method": "unstructured", "target_latency": 0.5}, "target_latency: unknown field"),
+    ({"method": "structured", "target_latency": 0.5, "target_macs": 0.5}, "not target_macs and target_latency"),
     ({"method": "structured", "target_latency": 1.5}, "target_latency"),
-    ({"method": "structured", "target_latency": 0.5, "schedule": "gradual", "finetune_epochs": 1}, "oneshot"),
+    ({"method": "structured", "target_latency": 0.5, "schedule": "gradual", "finetune": {"epochs": 1}}, "oneshot"),
     ({"method": "structured", "target_latency": 0.5, "round_to": 8}, "round_to"),
 ])
 def test_bad_latency_configs(bad, match):
     with pytest.raises(ConfigError, match=match):
-        P.prune(create("lenet-5"), bad, example_input_shape=(1, 32, 32))
+        P.prune(create("lenet-5"), bad, input_shape=(1, 32, 32))
 
 
 def test_target_latency_needs_data():
     with pytest.raises(ConfigError, match="the latency layout scores candidate layouts on calibration data"):
-        P.prune(create("lenet-5"), {"method": "structured", "target_latency": 0.5}, example_input_shape=(1, 32, 32))
+        P.prune(create("lenet-5"), {"method": "structured", "target_latency": 0.5}, input_shape=(1, 32, 32))
 
 
 def test_prune_to_a_measured_latency(digits):
     torch.manual_seed(0)
     lines = []
-    pruned, s = P.prune(create("lenet-5"), {"method": "structured", "target_latency": 0.8, "latency_step": 0.25,
-                                             "latency_batch": 8}, data=digits, log=lines.append)
+    r = P.prune(create("lenet-5"), {"method": "structured", "target_latency": 0.8, "latency_step": 0.25,
+                                     "timing": {"batch": 8}}, data=digits, log=lines.append)
+    pruned, s = r.model, r.summary
     plan = s["latency_plan"]
     assert plan["latency_fraction"] <= 0.8 and plan["steps"]
     assert sum("of the original latency" in line for line in lines) == len(plan["steps"])
@@ -112,18 +113,18 @@ def test_prune_to_a_measured_latency(digits):
 
 def test_structured_pruning_is_timed_beside_the_original(digits):
     lines = []
-    _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.3, "latency_batch": [4, 16],
-                                       "layout": "uniform"}, data=digits, log=lines.append)
+    s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.3, "timing": {"batch": [4, 16]},
+                                    "layout": "uniform"}, data=digits, log=lines.append).summary
     assert [speed["batch"] for speed in s["speed"]] == [4, 16]
     for speed in s["speed"]:
         assert speed["original_p50_ms"] > 0 and speed["pruned_p50_ms"] > 0
         assert speed["speedup"] == pytest.approx(speed["original_p50_ms"] / speed["pruned_p50_ms"], rel=0.01)
     assert any(line.startswith("ONNX Runtime at batch 4") for line in lines)
     assert any(line.startswith("ONNX Runtime at batch 16") for line in lines)
-    _, s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.3, "measure_speed": False},
-                   data=digits)
+    s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.3, "measure_speed": False},
+                data=digits).summary
     assert "speed" not in s and "warnings" not in s
-    _, s = P.prune(create("lenet-5"), {"method": "unstructured", "sparsity": 0.5}, data=digits)
+    s = P.prune(create("lenet-5"), {"method": "unstructured", "sparsity": 0.5}, data=digits).summary
     assert "speed" not in s
 
 
@@ -134,20 +135,23 @@ def test_a_pruned_model_that_is_not_faster_is_reported(digits, monkeypatch):
         {"batch": 1, "threads": 1, "original_p50_ms": 0.05, "pruned_p50_ms": 0.04, "speedup": 1.25},
         {"batch": 64, "threads": 1, "original_p50_ms": 0.5, "pruned_p50_ms": 0.49, "speedup": 1.02}])
     uniform = {"method": "structured", "target_macs": 0.5, "layout": "uniform"}
-    _, s = P.prune(create("lenet-5"), uniform, data=digits)
+    r = P.prune(create("lenet-5"), uniform, data=digits)
+    s = r.summary
+    assert r.warnings == s["warnings"]
     assert s["speed"][1]["speedup"] == 1.02
     assert len(s["warnings"]) == 1 and "not faster on ONNX Runtime" in s["warnings"][0]  # batch 64 only
     assert "at batch 64" in s["warnings"][0] and "latency layout" in s["warnings"][0]
 
     monkeypatch.setattr(latency, "measured_speedup", lambda *a, **k: [
         {"batch": 1, "threads": 1, "original_p50_ms": 0.05, "pruned_p50_ms": 0.04, "speedup": 1.25}])
-    _, s = P.prune(create("lenet-5"), uniform, data=digits)
+    s = P.prune(create("lenet-5"), uniform, data=digits).summary
     assert "warnings" not in s
 
     def export_fails(*a, **k):
         raise RuntimeError("Unsupported ONNX op")
 
     monkeypatch.setattr(latency, "measured_speedup", export_fails)
-    pruned, s = P.prune(create("lenet-5"), uniform, data=digits)
+    r = P.prune(create("lenet-5"), uniform, data=digits)
+    pruned, s = r.model, r.summary
     assert "speed" not in s and "Unsupported ONNX op" in s["warnings"][0]
     assert pruned(torch.zeros(1, 1, 32, 32)).shape == (1, 10)  # the pruned model is not lost

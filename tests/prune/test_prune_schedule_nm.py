@@ -46,7 +46,8 @@ def test_nm_rejects_incompatible_shapes():
 
 def test_prune_nm_on_model(digits_checkpoint, digits):
     _, ckpt = digits_checkpoint
-    pruned, s = P.prune(ckpt.model, {"method": "nm", "finetune_epochs": 1}, data=digits)
+    r = P.prune(ckpt.model, {"method": "nm", "finetune": {"epochs": 1}}, data=digits)
+    pruned, s = r.model, r.summary
     assert s["nm_skipped"] == ["features.0"]  # 1 input channel x 3x3 = 9 inputs per filter
     for name, mod in pruned.named_modules():
         if name in s["nm_layers"]:

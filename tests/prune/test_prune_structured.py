@@ -81,8 +81,9 @@ def test_importances_and_checkpoint_round_trip(importance, digits, tmp_path):
 
 def test_prune_structured_checkpoint_round_trip_and_export(digits_checkpoint, digits, tmp_path):
     _, ckpt = digits_checkpoint
-    pruned, s = P.prune(ckpt.model, {"method": "structured", "target_macs": 0.5, "layout": "uniform",
-                                         "finetune_epochs": 1}, data=digits)
+    r = P.prune(ckpt.model, {"method": "structured", "target_macs": 0.5, "layout": "uniform",
+                             "finetune": {"epochs": 1}}, data=digits)
+    pruned, s = r.model, r.summary
     assert s["after"]["macs"] <= 0.5 * s["before"]["macs"]
     save_checkpoint(pruned, tmp_path / "p", ckpt.meta)
     back = load_checkpoint(tmp_path / "p")

@@ -30,7 +30,7 @@ def test_global_magnitude_keeps_large_negative_weights():
 
 
 def test_lamp_keeps_a_small_scale_layer_that_global_magnitude_empties():
-    from edgeslim.prune.config import PruneConfig
+    from edgeslim.prune import NM, Structured, Unstructured
     from edgeslim.prune.unstructured import lamp_scores, targets_of
 
     model = _mlp()
@@ -45,10 +45,10 @@ def test_lamp_keeps_a_small_scale_layer_that_global_magnitude_empties():
     w = model[1].weight.abs()
     kept = by_lamp["1.weight"].bool()
     assert w[kept].min() >= w[~kept].max()
-    assert PruneConfig(method="unstructured").criterion == "lamp"
-    assert PruneConfig(method="structured", sparsity=0.5).criterion == "magnitude"
-    with pytest.raises(ValueError, match="lamp.*unstructured"):
-        PruneConfig(method="nm", criterion="lamp")
+    assert Unstructured().criterion == "lamp" and Unstructured().finetune.lr == 2e-3
+    assert Structured(sparsity=0.5).criterion == "magnitude" and Structured(sparsity=0.5).finetune.lr == 1e-3
+    with pytest.raises(ValueError, match="criterion"):
+        NM(criterion="lamp")
 
 
 def test_layer_scope_gives_each_layer_the_same_sparsity():
@@ -85,8 +85,8 @@ def test_taylor_scores_are_weight_times_gradient(digits):
 def test_prune_unstructured_is_permanent_and_exports(digits_checkpoint, digits, criterion, tmp_path):
     _, ckpt = digits_checkpoint
     before = copy.deepcopy(ckpt.model.state_dict())
-    pruned, summary = P.prune(ckpt.model, {"method": "unstructured", "criterion": criterion, "sparsity": 0.8},
-                              data=digits)
+    r = P.prune(ckpt.model, {"method": "unstructured", "criterion": criterion, "sparsity": 0.8}, data=digits)
+    pruned, summary = r.model, r.summary
     assert all(torch.equal(v, ckpt.model.state_dict()[k]) for k, v in before.items())  # input untouched
     assert summary["after"]["weight_sparsity"] == pytest.approx(0.8, abs=1e-4)
     assert set(pruned.state_dict()) == set(before)  # no weight_orig / weight_mask entries
@@ -102,8 +102,9 @@ def test_prune_unstructured_is_permanent_and_exports(digits_checkpoint, digits, 
 
 def test_gradual_schedule_with_finetuning_reaches_target(digits_checkpoint, digits):
     _, ckpt = digits_checkpoint
-    pruned, s = P.prune(ckpt.model, data=digits, method="unstructured", sparsity=0.9, schedule="gradual",
-                        finetune_epochs=2, pruning_steps=4)
+    r = P.prune(ckpt.model, P.Unstructured(sparsity=0.9, schedule="gradual", finetune={"epochs": 2},
+                                           pruning_steps=4), data=digits)
+    pruned, s = r.model, r.summary
     levels = [round(e["sparsity"], 4) for e in s["schedule"]]
     assert levels == [round(v, 4) for v in P.cubic_steps(0.9, 0.0, 4)]
     assert P.weight_sparsity(pruned) == pytest.approx(0.9, abs=1e-4)

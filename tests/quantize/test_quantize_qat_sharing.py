@@ -5,6 +5,7 @@ import onnx
 import pytest
 import torch
 
+import edgeslim
 import edgeslim.quantize as Q
 from edgeslim.errors import ConfigError
 from edgeslim.quantize.qat import FakeQuantize, finish_qat, prepare_qat
@@ -27,8 +28,9 @@ def test_fake_quantize_straight_through_gradient():
 
 def test_qat_export_runs_in_ort_with_learned_ranges(tmp_path, digits_checkpoint, digits):
     _, ckpt = digits_checkpoint
-    r = Q(ckpt, {"method": "qat", "epochs": 1, "samples": 64, "benchmark": False, "batch_size": 64},
-          calib_data=digits.train, eval_data=digits.test, out=tmp_path)
+    r = Q(ckpt, Q.QAT(finetune={"epochs": 1, "batch_size": 64}, samples=64, benchmark=False),
+          data=digits, out=tmp_path)
+    assert isinstance(r, edgeslim.Result) and r.model is not ckpt.model
     model = onnx.load(str(r.artifact))
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
     logits = onnx_logits(r.artifact, digits.test.x.numpy())
@@ -56,13 +58,26 @@ def test_dynamic_int8_for_linear_models(tmp_path, digits):
     from edgeslim.models import create
 
     m = create("lenet-300-100", in_features=32 * 32).eval()
-    r = Q(m, {"method": "dynamic", "benchmark": False}, calib_data=digits.train.x[:64], out=tmp_path)
+    r = Q(m, {"method": "dynamic", "benchmark": False}, data=digits.train.x[:64], out=tmp_path)
+    assert r.model is None and r.artifact == tmp_path / "model.onnx"
     assert r.summary["quantized_layers"] == 3
     ops = {n.op_type for n in onnx.load(str(r.artifact)).graph.node}
     assert ops & {"DynamicQuantizeMatMul", "MatMulInteger"}
     x = digits.test.x.numpy()[:32]
     ref = m(torch.from_numpy(x)).detach().numpy()
     assert np.abs(onnx_logits(r.artifact, x) - ref).max() < 0.1 * np.abs(ref).max()
+
+
+def test_weight_sharing_returns_the_shared_model_and_leaves_the_input_untouched(tmp_path, digits_checkpoint, digits):
+    _, ckpt = digits_checkpoint
+    before = {k: v.clone() for k, v in ckpt.model.state_dict().items()}
+    r = edgeslim.quantize(ckpt, edgeslim.WeightSharing(conv_bits=2, linear_bits=3, finetune={"epochs": 0},
+                                                       benchmark=False), data=digits.train.x[:64], out=tmp_path)
+    assert isinstance(r, edgeslim.Result) and r.artifact == tmp_path / "model.onnx"
+    assert all(torch.equal(before[k], v) for k, v in ckpt.model.state_dict().items())
+    assert len(torch.unique(r.model.features[0].weight)) <= 4
+    assert {layer["bits"] for layer in r.summary["layers"]} == {2, 3}
+    assert r.warnings == r.summary["warnings"]
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])

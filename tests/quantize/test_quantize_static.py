@@ -96,7 +96,7 @@ def test_sensitivity_fallback_keeps_layers_float_with_reasons(tmp_path, digits, 
 def test_api_static_with_budget_reports_layers(tmp_path, digits_checkpoint, digits):
     _, ckpt = digits_checkpoint
     r = Q(ckpt, {"method": "static", "samples": 64, "max_accuracy_drop": 1.0, "sensitivity_samples": 64,
-                 "benchmark": False}, calib_data=digits.train, eval_data=digits.test, out=tmp_path)
+                 "benchmark": False}, data=digits.train, eval_data=digits.test, out=tmp_path)
     s = json.loads((tmp_path / "summary.json").read_text())
     assert r.artifact == tmp_path / "model.onnx" and s["accuracy_drop_points"] <= 1.0 + 1e-9
     layer = s["layers"][0]
@@ -109,7 +109,7 @@ def test_api_static_with_budget_reports_layers(tmp_path, digits_checkpoint, digi
 def test_unsupported_op_falls_back_to_float_and_says_so(tmp_path):
     m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GELU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
     x = torch.randn(32, 1, 8, 8)
-    r = Q(m, {"samples": 32, "benchmark": False, "bias_correction": False}, calib_data=x, out=tmp_path)
+    r = Q(m, {"samples": 32, "benchmark": False, "bias_correction": False}, data=x, out=tmp_path)
     assert any(f["op"] == "Erf" for f in r.summary["float_ops"])
     assert any("no int8 kernel" in w and "Erf" in w for w in r.summary["warnings"])
     assert np.allclose(onnx_logits(r.artifact, x.numpy()), m(x).detach().numpy(), atol=0.2)
@@ -121,21 +121,37 @@ def test_error_paths(tmp_path, digits, digits_checkpoint):
     bad = x.copy()
     bad[3, 0, 1, 1] = np.nan
     with pytest.raises(ConfigError, match="NaN or inf"):
-        Q(ckpt, {"samples": 64}, calib_data=bad, out=tmp_path)
+        Q(ckpt, {"samples": 64}, data=bad, out=tmp_path)
     with pytest.raises(ConfigError, match="shape"):
-        Q(ckpt, {"samples": 64}, calib_data=x[:, :, :16, :16], out=tmp_path)
+        Q(ckpt, {"samples": 64}, data=x[:, :, :16, :16], out=tmp_path)
     with pytest.raises(ConfigError, match="at least 8"):
-        Q(ckpt, {"samples": 64}, calib_data=x[:4], out=tmp_path)
-    with pytest.raises(ConfigError, match="calib_data is required"):
+        Q(ckpt, {"samples": 64}, data=x[:4], out=tmp_path)
+    with pytest.raises(ConfigError, match="data is required"):
         Q(ckpt, {}, out=tmp_path)
-    with pytest.raises(ValueError, match="calibration"):
-        Q.QuantizeConfig(calibration="kl")
-    with pytest.raises(ValueError, match="extra"):
-        Q.QuantizeConfig(calibraton="mse")
+    with pytest.raises(ConfigError, match="invalid StaticInt8 config: calibration: Input should be"):
+        Q.StaticInt8(calibration="kl")
+    with pytest.raises(ConfigError, match="calibraton: unknown field"):
+        Q.StaticInt8(calibraton="mse")
+    with pytest.raises(ConfigError, match="invalid quantize config: samples: must be >= 8"):
+        Q(ckpt, {"samples": 4}, data=x, out=tmp_path)  # a dict is checked the same way, no raw pydantic error
     with pytest.raises(ConfigError, match="no node named"):
-        Q(ckpt, {"samples": 64, "exclude": ["nope"], "benchmark": False}, calib_data=x, out=tmp_path)
+        Q(ckpt, {"samples": 64, "exclude": ["nope"], "benchmark": False}, data=x, out=tmp_path)
     with pytest.raises(ConfigError, match="qat needs labelled"):
-        Q(ckpt, {"method": "qat", "samples": 64}, calib_data=x, out=tmp_path)
+        Q(ckpt, {"method": "qat", "samples": 64}, data=x, out=tmp_path)
+
+
+def test_method_picks_the_quantize_config_and_old_keys_name_their_new_place():
+    for method, cls in (("static", Q.StaticInt8), ("dynamic", Q.DynamicInt8), ("qat", Q.QAT),
+                        ("weight_sharing", Q.WeightSharing)):
+        assert type(Q.quantize_config({"method": method})) is cls
+    assert type(Q.quantize_config(None)) is Q.StaticInt8
+    assert Q.QAT().finetune.lr == 1e-4 and Q.QAT().finetune.distill is False  # QAT's own defaults
+    for old, new in (("bits_conv", "conv_bits"), ("epochs", "finetune.epochs"), ("bench_batch", "timing.batch"),
+                     ("threads", "timing.threads")):
+        with pytest.raises(ConfigError, match=f"'{old}' was renamed: use '{new}'"):
+            Q.quantize_config({"method": "weight_sharing", old: 2})
+    with pytest.raises(ConfigError, match="set conv_bits and/or linear_bits"):
+        Q.WeightSharing(conv_bits=None, linear_bits=None)
 
 
 def test_cli_quantize(tmp_path, digits_checkpoint):

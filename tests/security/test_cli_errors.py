@@ -23,7 +23,7 @@ from edgeslim.cli import error_line, main
 
 SRC = str(Path(edgeslim.__file__).resolve().parents[1])
 TINY_RECIPE = ("name: tiny\nmax_accuracy_drop: 100\nbench: {rounds: 2, warmup: 1}\n"
-               "stages:\n  - {type: prune, sparsity: 0.5, finetune_epochs: 1}\n  - {type: export}\n")
+               "stages:\n  - {type: prune, sparsity: 0.5, finetune: {epochs: 1}}\n  - {type: export}\n")
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -118,9 +118,10 @@ def test_bad_yaml_files_are_named_in_one_line(capsys, tmp_path, empty_cwd, comma
                                              ('"3"', "must be an integer, got '3'"),
                                              ("2.5", "must be an integer, got 2.5")])
 def test_recipe_and_search_numbers_have_strict_types(capsys, tmp_path, empty_cwd, value, expected):
-    recipe = write(tmp_path / "r.yaml", f"stages:\n  - {{type: distill, epochs: {value}}}\n  - {{type: export}}\n")
+    recipe = write(tmp_path / "r.yaml", f"stages:\n  - {{type: distill, finetune: {{epochs: {value}}}}}\n"
+                                        "  - {type: export}\n")
     line = refused(capsys, "compress", tmp_path / "ck", "--recipe", recipe, "--out", tmp_path / "out")
-    assert f"stages[0].epochs: {expected}" in line and str(recipe) in line
+    assert f"stages[0].finetune.epochs: {expected}" in line and str(recipe) in line
     cfg = write(tmp_path / "s.yaml", f"finetune_epochs: {value}\n")
     line = refused(capsys, "search", tmp_path / "ck", "--config", cfg, "--out", tmp_path / "out")
     assert f"finetune_epochs: {expected}" in line and str(cfg) in line
@@ -131,10 +132,11 @@ def test_yaml_floats_with_and_without_a_dot_are_numbers(tmp_path):
     from edgeslim.pipeline import load_recipe
     from edgeslim.pipeline.autotune import load_search_config
 
-    r = load_recipe(write(tmp_path / "r.yaml", "stages:\n  - {type: prune, finetune_lr: 1e-3, sparsity: 5.0e-1}\n"
-                                                "  - {type: distill, lr: 2E-4, temperature: 1}\n"))
-    assert r.stages[0].finetune_lr == 1e-3 and r.stages[0].sparsity == 0.5 and r.stages[1].lr == 2e-4
-    assert r.stages[1].temperature == 1.0  # an int still fills a float field
+    r = load_recipe(write(tmp_path / "r.yaml", "stages:\n  - {type: prune, finetune: {lr: 1e-3}, sparsity: 5.0e-1}\n"
+                                                "  - {type: distill, finetune: {lr: 2E-4, temperature: 1}}\n"))
+    assert r.stages[0].config.finetune.lr == 1e-3 and r.stages[0].config.sparsity == 0.5
+    assert r.stages[1].config.finetune.lr == 2e-4
+    assert r.stages[1].config.finetune.temperature == 1.0  # an int still fills a float field
     cfg = load_search_config(write(tmp_path / "s.yaml", "max_accuracy_drop: 5e-1\nspace: {sparsity: [0, 0.5]}\n"))
     assert cfg.max_accuracy_drop == 0.5 and cfg.space.sparsity == (0.0, 0.5)
     with pytest.raises(edgeslim.errors.ConfigError, match="description: must be a string, got 0.001"):

@@ -1,11 +1,12 @@
 """Knowledge distillation on top of ``edgeslim.train.fit``.
 
 ``kd_loss_fn(teacher, ...)`` is a ``loss_fn`` for ``fit``: use it as the recovery step
-after pruning or inside quantization-aware training. ``distill(student, teacher, data,
-DistillConfig(...))`` runs the whole thing, hint layers and their adapters included.
+after pruning or inside quantization-aware training. ``distill(student, Distill(...), data=...,
+teacher=...) -> Result`` runs the whole thing, hint layers and their adapters included.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
@@ -14,52 +15,16 @@ from typing import Any, Callable, Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from ..config import Result
 from ..data.datasets import Split
 from ..errors import ConfigError
 from ..models.checkpoint import Checkpoint, architecture_of, load_checkpoint, save_checkpoint
 from ..models.registry import create
-from ..train.loop import TrainConfig, fit
+from ..train.loop import fit
+from .config import Distill, distill_config
 from .losses import FeatureCapture, hint_loss, hinton_loss, make_adapter
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-
-class DistillConfig(BaseModel):
-    """Settings of one distillation run. ``hint_layers`` pairs (student layer, teacher layer)
-    by module name (``model.named_modules()``); ``unlabeled`` trains on teacher outputs only.
-    ``augmentation``: ``shift_flip`` (fit's flip + 2-pixel shift, for small images),
-    ``crop_flip`` (random resized crop + flip, for photos) or ``none``."""
-    model_config = ConfigDict(extra="forbid")
-
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.9, ge=0, le=1)
-    epochs: int = Field(10, ge=0)
-    lr: float = Field(2e-3, gt=0)
-    batch_size: int = Field(128, ge=1)
-    weight_decay: float = Field(1e-4, ge=0)
-    hint_layers: list[tuple[str, str]] = Field(default_factory=list)
-    hint_weight: float = Field(1.0, ge=0)
-    unlabeled: bool = False
-    augmentation: Literal["none", "shift_flip", "crop_flip"] = "shift_flip"
-    recalibrate_bn: bool = False  # re-estimate batch-norm statistics on the data before and after training
-    seed: int = 0
-    max_steps: int | None = Field(None, ge=1)
-
-    @field_validator("hint_layers")
-    @classmethod
-    def _distinct_students(cls, v: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        names = [s for s, _ in v]
-        if len(set(names)) != len(names):
-            raise ValueError("hint_layers: each student layer may appear once")
-        return v
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                           weight_decay=self.weight_decay, augment=self.augmentation == "shift_flip",
-                           hflip=self.augmentation == "shift_flip",
-                           seed=self.seed, max_steps=self.max_steps)
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, min_scale: float = 0.6) -> torch.Tensor:
@@ -217,13 +182,14 @@ def teacher_labels(teacher: nn.Module, x: torch.Tensor, batch_size: int = 256) -
 CACHE_LIMIT_BYTES = 1 << 30
 
 
-def cache_teacher_logits(teacher: nn.Module, data: Split, config: DistillConfig) -> torch.Tensor | None:
+def cache_teacher_logits(teacher: nn.Module, data: Split, config: Distill,
+                         trained_with: dict | None = None) -> torch.Tensor | None:
     """The teacher's logits for every sample of ``data``, when every epoch would show the
     teacher the same inputs (no augmentation, no hints) and they fit in 1 GiB: one teacher
     pass instead of one per epoch. ``None`` otherwise."""
     from ..evaluate.metrics import predict_logits
 
-    if config.augmentation != "none" or config.hint_layers:
+    if config.augment(trained_with) is not False or config.hint_layers:
         return None
     with torch.no_grad():
         num_classes = int(_freeze(teacher)(data.x[:1]).shape[1])
@@ -232,31 +198,48 @@ def cache_teacher_logits(teacher: nn.Module, data: Split, config: DistillConfig)
     return predict_logits(teacher, data.x)
 
 
-def distill(student: nn.Module, teacher: nn.Module, data: Split, config: DistillConfig | None = None,
-            val: Split | None = None, progress: bool = True) -> list[dict]:
-    """Train ``student`` in place from ``teacher`` on ``data``; one metrics dict per epoch.
-    With ``config.unlabeled`` the labels in ``data`` are ignored (the teacher's predictions
-    replace them, so the logged training accuracy is agreement with the teacher)."""
-    config = config or DistillConfig()
-    cached = cache_teacher_logits(teacher, data, config)
+def distill(model: nn.Module | Checkpoint, config: Distill | dict | None = None, data: Any = None, *,
+            teacher: nn.Module | Checkpoint, val: Split | None = None, progress: bool = True) -> Result:
+    """Train a copy of the student ``model`` (left untouched) from ``teacher``; ``Result.model`` is
+    the trained student, ``summary["history"]`` one metrics dict per epoch (and ``accuracy`` on the
+    test split when ``data`` is a DataBundle). ``data``: a DataBundle (train split to learn on, val
+    split to choose the best epoch) or a training Split. A ``Checkpoint`` teacher tells
+    ``finetune.augment=None`` how it was trained. With ``config.unlabeled`` the labels are ignored
+    (the teacher's predictions replace them, so the logged training accuracy is agreement with
+    the teacher)."""
+    config = distill_config(config)
+    trained_with = teacher.meta.get("train_config") if isinstance(teacher, Checkpoint) else None
+    teacher = teacher.model if isinstance(teacher, Checkpoint) else teacher
+    student = copy.deepcopy(model.model if isinstance(model, Checkpoint) else model)
+    train = data.train if hasattr(data, "train") else data
+    if train is None:
+        raise ConfigError("data is required: the training Split (or a DataBundle) the student learns on")
+    val = val if val is not None else getattr(data, "val", None)
+    cached = cache_teacher_logits(teacher, train, config, trained_with)
     if config.unlabeled:
-        labels = cached.argmax(1) if cached is not None else teacher_labels(teacher, data.x)
-        data = Split(data.x, labels)
-    augment = crop_flip if config.augmentation == "crop_flip" else None
-    loss = KDLoss(teacher, config.temperature, config.alpha, config.unlabeled, config.hint_layers,
+        labels = cached.argmax(1) if cached is not None else teacher_labels(teacher, train.x)
+        train = Split(train.x, labels)
+    augment = crop_flip if config.augment(trained_with) == "crop_flip" else None
+    ft = config.finetune
+    loss = KDLoss(teacher, ft.temperature, ft.alpha, config.unlabeled, config.hint_layers,
                   config.hint_weight, augment, config.seed, teacher_logits=cached)
     if config.recalibrate_bn:
-        recalibrate_batchnorm(student, data.x)
-    trainable = loss.attach(student, data.x[:2])
+        recalibrate_batchnorm(student, train.x)
+    trainable = loss.attach(student, train.x[:2])
     try:
-        history = fit(trainable, data, config.train_config(), loss_fn=loss, val=val, progress=progress,
-                      description="distill")
+        history = fit(trainable, train, config.train_config(trained_with), loss_fn=loss, val=val,
+                      progress=progress, description="distill")
     finally:
         loss.detach()
     if config.recalibrate_bn:
-        recalibrate_batchnorm(student, data.x)
+        recalibrate_batchnorm(student, train.x)
     student.eval()
-    return history
+    summary: dict[str, Any] = {"config": config.model_dump(), "history": history}
+    if getattr(data, "test", None) is not None:
+        from ..evaluate.metrics import evaluate_split
+
+        summary["accuracy"] = evaluate_split(student, data.test)["accuracy"]
+    return Result(model=student, summary=summary)
 
 
 def width_student(teacher: nn.Module, width: float, input_shape: tuple[int, ...] | None = None,
@@ -287,16 +270,18 @@ def width_student(teacher: nn.Module, width: float, input_shape: tuple[int, ...]
 
 
 def distill_checkpoint(teacher: str | Path, student: str | None = None, width: float = 0.25,
-                       config: DistillConfig | None = None, out: str | Path | None = None,
+                       config: Distill | dict | None = None, out: str | Path | None = None,
                        dataset: str | None = None, data_dir: str | Path | None = None,
-                       progress: bool = True) -> Checkpoint:
+                       progress: bool = True) -> Result:
     """``edgeslim distill``: teacher checkpoint -> distilled student checkpoint. ``student`` is
-    a registered model name (default: the teacher's architecture) built at ``width``."""
+    a registered model name (default: the teacher's architecture) built at ``width``.
+    ``Result.artifact`` is the folder written (``out``; None: nothing written), ``summary`` the
+    student's checkpoint meta (``metrics``: test accuracy, the teacher's, training time)."""
     from ..data.datasets import load_dataset_for
     from ..evaluate.metrics import evaluate_split
     from ..train.api import checkpoint_meta, model_kwargs_for
 
-    config = config or DistillConfig()
+    config = distill_config(config)
     t_ckpt = load_checkpoint(teacher)
     t_name = t_ckpt.meta["architecture"]["name"]
     # the student sees the teacher's inputs: the data set padded as the teacher's was
@@ -309,7 +294,8 @@ def distill_checkpoint(teacher: str | Path, student: str | None = None, width: f
     if tuple(data.input_shape) != t_ckpt.input_shape:
         raise ConfigError(f"student input {data.input_shape} differs from the teacher's {t_ckpt.input_shape}")
     t0 = time.perf_counter()
-    history = distill(s_model, t_ckpt.model, data.train, config, val=data.val, progress=progress)
+    res = distill(s_model, config, data.train, teacher=t_ckpt, val=data.val, progress=progress)
+    s_model, history = res.model, res.summary["history"]
     metrics = evaluate_split(s_model, data.test)
     metrics["train_seconds"] = time.perf_counter() - t0
     metrics["teacher_accuracy"] = t_ckpt.meta.get("metrics", {}).get("accuracy", math.nan)
@@ -317,7 +303,8 @@ def distill_checkpoint(teacher: str | Path, student: str | None = None, width: f
                            distill={"teacher": str(teacher), "width": width, **config.model_dump()})
     if out is not None:
         save_checkpoint(s_model, out, meta)
-    return Checkpoint(s_model, {"architecture": architecture_of(s_model), **meta})
+    return Result(model=s_model, artifact=Path(out) if out is not None else None,
+                  summary={"architecture": architecture_of(s_model), **meta})
 
 
 def summarize(values: list[float]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from ..data.datasets import load_dataset_for
 from ..errors import ConfigError
 from ..models.checkpoint import Checkpoint, load_checkpoint
 from .onnx_export import export_onnx, parity
-from .optimize import OptimizeMode, folded_nodes
+from .optimize import GraphOptimization, OptimizeMode, folded_nodes
 
 
 def onnx_metadata(ckpt: Checkpoint) -> dict:
@@ -15,6 +15,15 @@ def onnx_metadata(ckpt: Checkpoint) -> dict:
     meta = {k: ckpt.meta[k] for k in keys if k in ckpt.meta}
     meta["metrics"] = {k: v for k, v in ckpt.meta.get("metrics", {}).items() if isinstance(v, (int, float))}
     return meta
+
+
+def export_deployed(model, path: str | Path, input_shape: tuple[int, ...], metadata: dict | None, timing) -> Path:
+    """The float ONNX file a user deploys, as ``edgeslim export`` writes it (graph rewrites kept
+    where measured faster, ``optimize="auto"``), timed with ``timing`` (an ``edgeslim.Timing``: its
+    first batch size and its threads). Every speed comparison against float (quantize, compress)
+    uses this one baseline."""
+    return export_onnx(model, path, input_shape, metadata,
+                       optimize=GraphOptimization("auto", timing.batch[0], timing.threads))
 
 
 def export_checkpoint(folder: str | Path, out: str | Path | None = None, fmt: str = "onnx",

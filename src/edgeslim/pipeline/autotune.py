@@ -130,19 +130,19 @@ def suggest_params(trial, space: SearchSpace) -> dict[str, Any]:
 def recipe_for(params: dict[str, Any], cfg: SearchConfig, name: str = "trial") -> dict[str, Any]:
     """The recipe a trial's parameters stand for (also what to run once a setting is chosen)."""
     t = params["kd_temperature"]
-    ft = {"finetune_epochs": cfg.finetune_epochs, "distill": True, "temperature": t}
+    ft = {"finetune": {"epochs": cfg.finetune_epochs, "distill": True, "temperature": t}}
     stages: list[dict[str, Any]] = []
     if params["width"] < 1:
-        stages.append({"type": "distill", "width": params["width"], "temperature": t,
-                       "epochs": cfg.distill_epochs, "max_steps": cfg.max_steps})
+        stages.append({"type": "distill", "width": params["width"],
+                       "finetune": {"temperature": t, "epochs": cfg.distill_epochs, "max_steps": cfg.max_steps}})
     if params["structured_ratio"] > 0:
         stages.append({"type": "prune", "method": "structured", "sparsity": params["structured_ratio"], **ft})
     if params["sparsity"] > 0:
         stages.append({"type": "prune", "method": "unstructured", "sparsity": params["sparsity"], **ft})
     if params["share_bits"]:
         stages.append({"type": "share_weights", "conv_bits": params["share_bits"],
-                       "linear_bits": params["share_bits"], "finetune_epochs": min(cfg.finetune_epochs, 1),
-                       "max_steps": cfg.max_steps})
+                       "linear_bits": params["share_bits"],
+                       "finetune": {"epochs": min(cfg.finetune_epochs, 1), "max_steps": cfg.max_steps}})
     if params["bits"] == 8:
         stages.append({"type": "quantize", "samples": cfg.calibration_samples, "sensitivity": False})
     else:

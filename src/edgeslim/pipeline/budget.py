@@ -105,24 +105,25 @@ def _kept(fraction_kept: float, strength: float) -> float:
 
 
 def _weaken_prune(stage, x: float):
-    update: dict[str, Any] = {}
-    if stage.method == "nm":
+    config, update = stage.config, {}
+    if config.method == "nm":
         return None  # N:M has no setting in between
-    if stage.target_macs is not None:
-        update["target_macs"] = _kept(stage.target_macs, x)
-    elif stage.target_latency is not None:
-        update["target_latency"] = _kept(stage.target_latency, x)
-    elif "sparsity" in stage.model_fields_set or stage.method == "unstructured":
-        update["sparsity"] = 1 - _kept(1 - stage.sparsity, x)
-    if stage.layer_sparsity:
-        update["layer_sparsity"] = {n: 1 - _kept(1 - s, x) for n, s in stage.layer_sparsity.items()}
-    return _copy(stage, update) if update else None
+    if getattr(config, "target_macs", None) is not None:
+        update["target_macs"] = _kept(config.target_macs, x)
+    elif getattr(config, "target_latency", None) is not None:
+        update["target_latency"] = _kept(config.target_latency, x)
+    elif config.sparsity is not None:
+        update["sparsity"] = 1 - _kept(1 - config.sparsity, x)
+    if config.layer_sparsity:
+        update["layer_sparsity"] = {n: 1 - _kept(1 - s, x) for n, s in config.layer_sparsity.items()}
+    return _copy(stage, config=update) if update else None
 
 
 def _weaken_share(stage, x: float):
     def bits(b):
         return None if b is None else int(round(b + (8 - b) * (1 - x)))
-    return _copy(stage, {"conv_bits": bits(stage.conv_bits), "linear_bits": bits(stage.linear_bits)})
+    return _copy(stage, config={"conv_bits": bits(stage.config.conv_bits),
+                                "linear_bits": bits(stage.config.linear_bits)})
 
 
 def _weaken_distill(stage, x: float):
@@ -134,9 +135,18 @@ WEAKEN: dict[str, Callable[[Any, float], Any]] = {
 }
 
 
-def _copy(stage, update: dict[str, Any]):
-    # re-validated, so a weakened stage obeys the same checks as one written by hand
-    return type(stage).model_validate({**stage.model_dump(exclude_unset=True), **update})
+def _copy(stage, update: dict[str, Any] | None = None, config: dict[str, Any] | None = None):
+    """``stage`` with ``update`` on its own fields and ``config`` on its verb config's, re-validated,
+    so a weakened stage obeys the same checks as one written by hand."""
+    from pydantic import ValidationError
+
+    from ..errors import config_error
+
+    verb = {"method": stage.config.method, **stage.config.model_dump(exclude_unset=True), **(config or {})}
+    try:
+        return type(stage).model_validate({**stage.model_dump(exclude_unset=True), **(update or {}), "config": verb})
+    except ValidationError as e:
+        raise config_error(e, f"weakened {stage.type} stage", (stage.type, stage.config.method)) from None
 
 
 def weakened(stage, strength: float):

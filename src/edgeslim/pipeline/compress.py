@@ -29,7 +29,6 @@ import torch.nn as nn
 from .._io import atomic_write_bytes, atomic_write_text, read_json, remove_stale_temps, write_json
 from ..errors import ConfigError, EdgeslimError
 from ..models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ..runtime.bench import FASTER_MARGIN
 from .budget import Attempt, StageSearch, allowances, has_knob, paired_drop, weakened
 from .recipe import TORCH_STAGES, Recipe, load_recipe
 from .stages import DEPLOY_FILE, RUNNERS, ModelState, StageContext, export_float_onnx
@@ -451,7 +450,7 @@ def build_report(out: Path, recipe: Recipe, state: dict, test: dict[str, float])
 
     b = recipe.bench
     files = _latency_files(out, state, b.stages)
-    bench = benchmark([p for _, p in files], batch=b.batch, threads=b.threads, rounds=b.rounds, warmup=b.warmup,
+    bench = benchmark([p for _, p in files], batch=b.batch[0], threads=b.threads, rounds=b.rounds, warmup=b.warmup,
                       require_signature=False)  # the stages' own files
     latency = {name: r for (name, _), r in zip(files, bench)}
     base = state["baseline"]
@@ -466,10 +465,10 @@ def build_report(out: Path, recipe: Recipe, state: dict, test: dict[str, float])
     warnings = [f"{e['dir']}: {e['info']['decision']}" for e in state["stages"] if e.get("info", {}).get("decision")]
     warnings += [f"{e['dir']} was skipped to stay within the budget ({e['summary']})"
                  for e in state["stages"] if e.get("skipped")]
-    if len(rows) > 1 and final.get("speedup") is not None and final["speedup"] < FASTER_MARGIN:
+    if len(rows) > 1 and final.get("speedup") is not None and not b.faster(final["speedup"]):
         warnings.append(f"the compressed model is not faster than the original: p50 {final['p50_ms']:.3f} ms vs "
-                        f"{rows[0]['p50_ms']:.3f} ms at batch {b.batch} ({final['speedup']:.2f}x, a gain under "
-                        f"{FASTER_MARGIN - 1:.0%} is noise). Structured pruning removes dense compute; unstructured "
+                        f"{rows[0]['p50_ms']:.3f} ms at batch {b.batch[0]} ({final['speedup']:.2f}x, a gain under "
+                        f"{b.margin - 1:.0%} is noise). Structured pruning removes dense compute; unstructured "
                         "zeros, shared weights and int8 kernels on a small model often do not speed up ONNX Runtime "
                         "on a CPU")
     report = {"recipe": recipe.name, "description": recipe.description, "folder": str(out), "rows": rows,
@@ -478,7 +477,7 @@ def build_report(out: Path, recipe: Recipe, state: dict, test: dict[str, float])
               "deployable": str(out / read_json(out / BEST)["file"]),
               "size_reduction": rows[0]["file_bytes"] / final["file_bytes"],
               "zstd_size_reduction": rows[0]["file_bytes"] / final["zstd_bytes"],
-              "warnings": warnings, "bench": {"batch": b.batch, "threads": b.threads, "rounds": b.rounds},
+              "warnings": warnings, "bench": {"batch": b.batch[0], "threads": b.threads, "rounds": b.rounds},
               "stages": state["stages"]}
     write_json(out / "report.json", _jsonable(report))
     atomic_write_text(out / "report.md", compress_report_markdown(report))

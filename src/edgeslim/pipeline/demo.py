@@ -110,6 +110,6 @@ def demo_recipe(target_latency: float, finetune_epochs: int, calibration_samples
     return {"name": "demo", "description": "demo: latency-aware structured pruning + KD fine-tune + int8 where faster",
             "max_accuracy_drop": 1.0,
             "stages": [{"type": "prune", "method": "structured", "target_latency": target_latency,
-                        "latency_batch": [1, 64], "finetune_epochs": finetune_epochs},
+                        "timing": {"batch": [1, 64]}, "finetune": {"epochs": finetune_epochs}},
                        {"type": "quantize", "samples": calibration_samples, "sensitivity": False,
                         "keep_float_if_slower": True}]}

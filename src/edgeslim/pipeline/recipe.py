@@ -2,6 +2,10 @@
 and validated by pydantic, so a typo is reported by name (``stages[1].sparsity: ...``)
 before any work starts.
 
+Each stage holds the config of the verb it runs (``PruneStage.config`` is an ``Unstructured``,
+``Structured`` or ``NM``, as ``edgeslim.prune`` takes), written flat in YAML: the keys that are
+not the stage's own (``type``, ``keep_float_if_slower``, ``width``...) are that config's.
+
 Stages run in order on one model. ``prune``, ``distill`` and ``share_weights`` work on the
 PyTorch model; ``quantize`` (static int8 through ONNX Runtime) and ``export`` turn it into a
 deployable file, after which no PyTorch stage can follow.
@@ -9,113 +13,114 @@ deployable file, after which no PyTorch stage can follow.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .._io import read_yaml_mapping
+from ..config import Timing
+from ..distill.config import Distill
 from ..errors import ConfigError, config_error
-from ..prune import PruneConfig
-from ..quantize.api import QuantizeConfig
+from ..prune.config import PruneMethod
+from ..quantize.config import QuantizeMethod, WeightSharing
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 TORCH_STAGES = ("prune", "distill", "share_weights")
 STAGE_TYPES = (*TORCH_STAGES, "quantize", "export")
-# Unknown fields are refused, and so are values of the wrong type: `epochs: true` or
-# `epochs: "3"` is a mistake, not 1 or 3 (an int still fills a float field).
-STRICT = ConfigDict(extra="forbid", strict=True)
+METHODS = ("unstructured", "structured", "nm", "static", "dynamic", "qat", "weight_sharing", "distill")
+# Unknown fields are refused; recipes are validated in strict mode (parse_recipe), so values of
+# the wrong type are too: `epochs: true` or `epochs: "3"` is a mistake, not 1 or 3 (an int still
+# fills a float field).
 
 
 class _Strict(BaseModel):
-    model_config = STRICT
+    model_config = ConfigDict(extra="forbid")
 
 
-class PruneStage(PruneConfig):
-    """Every ``edgeslim.prune`` setting (``PruneConfig``: method unstructured / structured /
-    nm, criterion, sparsity or target_macs, scope, schedule oneshot / gradual, fine-tuning
-    distilled from the original model or learnt from the labels only...)."""
-    type: Literal["prune"]
-    model_config = STRICT
+def _merged(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` on top of ``defaults``, block by block (``finetune: {lr: ...}`` keeps the stage's epochs)."""
+    out = dict(defaults)
+    for key, value in given.items():
+        out[key] = _merged(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
 
-    def prune_config(self) -> PruneConfig:
-        # only the fields the recipe set, so PruneConfig's own defaults and checks apply unchanged
-        return PruneConfig(**self.model_dump(exclude_unset=True, exclude={"type"}))
+
+class _VerbStage(_Strict):
+    """A stage that runs one verb with that verb's own config (``config``: the same class
+    ``edgeslim.prune`` / ``quantize`` / ``distill`` take, ``method`` picking it). YAML writes it
+    flat: every key that is not the stage's own belongs to ``config``."""
+    DEFAULT_METHOD: ClassVar[str]
+    # where a recipe starts from other values than the verb (e.g. a quantize stage is not timed on
+    # its own: the report times every stage side by side)
+    VERB_DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_yaml(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "config" in data:  # written nested (or a dumped recipe read back)
+            own, given = {k: v for k, v in data.items() if k != "config"}, data["config"]
+        else:
+            own = {k: v for k, v in data.items() if k in cls.model_fields}
+            given = {k: v for k, v in data.items() if k not in cls.model_fields}
+        if isinstance(given, dict):
+            given = _merged({"method": cls.DEFAULT_METHOD, **cls.VERB_DEFAULTS}, given)
+        return {**own, "config": given}
 
     def summary(self) -> str:
-        ft = f", {self.finetune_epochs} fine-tune epoch(s){' KD' if self.distill else ''}" if self.finetune_epochs else ""
-        if self.method == "structured":
-            what = (f"target_macs {self.target_macs:.2f}" if self.target_macs else
-                    f"target_latency {self.target_latency:.2f} (batch {', '.join(map(str, self.latency_batch))})"
-                    if self.target_latency
-                    else f"channel ratio {self.sparsity:.2f}")
-            return f"structured {what} ({self.structured_importance}, {self.schedule}){ft}"
-        if self.method == "nm":
-            return f"{self.n}:{self.m} semi-structured ({self.criterion}){ft}"
-        return f"unstructured {self.sparsity:.0%} ({self.criterion}, {self.effective_scope}, {self.schedule}){ft}"
+        return self.config.summary()
 
 
-class DistillStage(_Strict):
-    """Knowledge distillation from the original model. With ``width`` a fresh student (the
-    teacher's architecture with channels scaled by ``width``) replaces the model; without
-    it, the current model is the student (recovery after pruning)."""
+class PruneStage(_VerbStage):
+    """``edgeslim.prune`` with an ``Unstructured`` / ``Structured`` / ``NM`` config (criterion,
+    sparsity or target_macs / target_latency, scope, schedule oneshot / gradual, ``finetune``
+    distilled from the original model or learnt from the labels only...)."""
+    DEFAULT_METHOD = "unstructured"
+    type: Literal["prune"]
+    config: PruneMethod
+
+
+class DistillStage(_VerbStage):
+    """Knowledge distillation from the original model (``edgeslim.distill`` with a ``Distill``
+    config). With ``width`` a fresh student (the teacher's architecture with channels scaled by
+    ``width``) replaces the model; without it, the current model is the student (recovery after
+    pruning). Augmentation defaults to how the original model was trained."""
+    DEFAULT_METHOD = "distill"
+    VERB_DEFAULTS = {"finetune": {"epochs": 5, "augment": None}}
     type: Literal["distill"]
     width: float | None = Field(None, gt=0, le=1)
     from_teacher: bool = False  # width student = the teacher shrunk by structured pruning (keeps its weights)
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.9, ge=0, le=1)
-    epochs: int = Field(5, ge=0)
-    max_steps: int | None = Field(None, ge=1)
-    lr: float = Field(2e-3, gt=0)
-    batch_size: int = Field(128, ge=1)
+    config: Distill
 
     def summary(self) -> str:
         student = f"width {self.width:g} student" if self.width else "current model"
-        return f"{student}, T={self.temperature:g}, {self.epochs} epoch(s)"
+        return f"{student}, {self.config.summary()}"
 
 
-class ShareWeightsStage(_Strict):
-    """Deep Compression weight sharing: per-layer k-means codebooks of 2**bits centroids,
-    then centroid fine-tuning."""
+class ShareWeightsStage(_VerbStage):
+    """Deep Compression weight sharing on the PyTorch model (a ``WeightSharing`` config: per-layer
+    k-means codebooks of 2**bits centroids, then centroid fine-tuning); later stages continue
+    from the shared model."""
+    DEFAULT_METHOD = "weight_sharing"
+    VERB_DEFAULTS = {"finetune": {"epochs": 1, "lr": 5e-4}, "benchmark": False}
     type: Literal["share_weights"]
-    conv_bits: int | None = Field(4, ge=1, le=8)
-    linear_bits: int | None = Field(5, ge=1, le=8)
-    finetune_epochs: int = Field(1, ge=0)
-    max_steps: int | None = Field(None, ge=1)
-    lr: float = Field(5e-4, gt=0)
-
-    @model_validator(mode="after")
-    def _some_bits(self) -> "ShareWeightsStage":
-        if self.conv_bits is None and self.linear_bits is None:
-            raise ValueError("set conv_bits and/or linear_bits (both null shares nothing)")
-        return self
-
-    def bits(self) -> dict[str, int]:
-        return {k: b for k, b in (("conv", self.conv_bits), ("linear", self.linear_bits)) if b is not None}
-
-    def summary(self) -> str:
-        return ", ".join(f"{k} {b} bits" for k, b in self.bits().items())
+    config: WeightSharing
 
 
-class QuantizeStage(QuantizeConfig):
-    """Every ``edgeslim.quantize`` setting (``QuantizeConfig``: method static / dynamic / qat /
-    weight_sharing, calibration, samples, equalization, bias correction, mixed precision...).
-    The output is an ONNX file, so no PyTorch stage may follow."""
+class QuantizeStage(_VerbStage):
+    """``edgeslim.quantize`` (``StaticInt8`` / ``DynamicInt8`` / ``QAT`` / ``WeightSharing``:
+    calibration, samples, equalization, bias correction, mixed precision...). The output is an
+    ONNX file, so no PyTorch stage may follow."""
+    DEFAULT_METHOD = "static"
+    VERB_DEFAULTS = {"benchmark": False}  # the pipeline report times every stage side by side already
     type: Literal["quantize"]
-    benchmark: bool = False  # the pipeline report times every stage side by side already
-    # time int8 against float with the recipe's latency settings and ship the faster one
+    # time int8 against float with the recipe's bench settings and ship the faster one (Timing.faster)
     keep_float_if_slower: bool = False
-    model_config = STRICT
-
-    def quantize_config(self) -> QuantizeConfig:
-        return QuantizeConfig(**self.model_dump(exclude={"type", "keep_float_if_slower"}))
+    config: QuantizeMethod
 
     def summary(self) -> str:
-        if self.method == "weight_sharing":
-            return f"weight sharing conv {self.bits_conv} / linear {self.bits_linear} bits"
-        if self.method == "dynamic":
-            return "int8 dynamic"
-        text = f"int8 {self.method}, {self.samples} calibration samples ({self.calibration})"
-        return text + (", float kept if int8 is slower" if self.keep_float_if_slower else "")
+        return self.config.summary() + (", float kept if int8 is not faster" if self.keep_float_if_slower else "")
 
 
 class ExportStage(_Strict):
@@ -131,12 +136,9 @@ Stage = Annotated[Union[PruneStage, DistillStage, ShareWeightsStage, QuantizeSta
                   Field(discriminator="type")]
 
 
-class BenchSettings(_Strict):
-    """Latency measurement of the report (edgeslim.runtime.benchmark, interleaved rounds)."""
-    batch: int = Field(1, ge=1)
-    threads: int | None = Field(1, ge=1)
-    rounds: int = Field(20, ge=1)
-    warmup: int = Field(5, ge=0)
+class BenchSettings(Timing):
+    """Latency measurement of the report (edgeslim.runtime.benchmark, interleaved rounds, at the
+    first ``batch``): ``Timing`` plus which stages the report times."""
     stages: Literal["all", "final"] = "all"
 
 
@@ -173,7 +175,7 @@ class Recipe(_Strict):
         for i, stage in enumerate(self.stages):
             if isinstance(stage, PruneStage):
                 try:
-                    stage.prune_config().check_layer_names(model)
+                    stage.config.check_layer_names(model)
                 except ConfigError as e:
                     raise ConfigError(f"invalid recipe {self.name}: stages[{i}].{e}") from None
 
@@ -182,9 +184,9 @@ def parse_recipe(data: dict[str, Any], source: str = "<dict>") -> Recipe:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid recipe {source}: expected a mapping with 'stages', got {type(data).__name__}")
     try:
-        return Recipe.model_validate(data)
+        return Recipe.model_validate(data, strict=True)
     except ValidationError as e:
-        raise config_error(e, f"recipe {source}", STAGE_TYPES) from None
+        raise config_error(e, f"recipe {source}", (*STAGE_TYPES, *METHODS)) from None
 
 
 def builtin_recipe_path(name: str) -> Path:

@@ -1,4 +1,4 @@
-"""One adapter per stage type: each turns the recipe's stage config into calls of the
+"""One adapter per stage type: each passes the stage's verb config (``stage.config``) to the
 package that does the work (``edgeslim.prune``, ``edgeslim.distill``, ``edgeslim.quantize``,
 ``edgeslim.export``) and returns the new model. No compression logic lives here."""
 from __future__ import annotations
@@ -37,10 +37,6 @@ class StageContext:
         """How the original model was trained (fine-tunes repeat its augmentation and optimiser)."""
         return self.meta.get("train_config")
 
-    @property
-    def augment(self) -> bool:
-        return bool((self.trained_with or {}).get("augment") or (self.trained_with or {}).get("hflip"))
-
 
 @dataclass
 class ModelState:
@@ -54,61 +50,60 @@ class ModelState:
         return self.path is None
 
 
-def _train_config(ctx: StageContext, epochs: int, lr: float, batch_size: int = 128, max_steps: int | None = None):
-    from ..train import finetune_config
-
-    return finetune_config(ctx.trained_with, epochs=epochs, lr=lr, batch_size=batch_size, max_steps=max_steps,
-                           seed=ctx.seed)
-
-
 def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelState:
-    """``edgeslim.prune.prune`` with the recipe's PruneConfig; fine-tuning distils from the
-    original model when ``stage.distill``."""
+    """``edgeslim.prune`` with the stage's config; fine-tuning distils from the original model
+    when ``config.finetune.distill``."""
     from ..distill import kd_loss_fn
-    from ..prune import prune
+    from ..prune import Structured, prune
 
-    kd = kd_loss_fn(ctx.teacher, stage.temperature, stage.alpha, seed=ctx.seed) if stage.distill else None
-    # the pipeline times every stage itself, with the recipe's bench settings
-    config = stage.prune_config().model_copy(update={"measure_speed": False})
-    if config.effective_layout == "latency" and not {"latency_batch", "latency_threads"} & stage.model_fields_set:
-        # latency is planned the way the report measures it, unless the stage says how
-        config = config.model_copy(update={"latency_batch": [ctx.bench.batch], "latency_threads": ctx.bench.threads})
-    pruned, summary = prune(Checkpoint(state.model, ctx.meta), config, data=ctx.data,
-                            example_input_shape=ctx.input_shape, finetune_loss_fn=kd, progress=ctx.progress)
+    config = stage.config
+    ft = config.finetune
+    kd = kd_loss_fn(ctx.teacher, ft.temperature, ft.alpha, seed=ctx.seed) if ft.distill else None
+    if isinstance(config, Structured):
+        # the pipeline times every stage itself, with the recipe's bench settings
+        config = config.model_copy(update={"measure_speed": False})
+        if config.effective_layout == "latency" and "timing" not in config.model_fields_set:
+            # latency is planned the way the report measures it, unless the stage says how
+            timing = config.timing.model_copy(update={"batch": list(ctx.bench.batch), "threads": ctx.bench.threads})
+            config = config.model_copy(update={"timing": timing})
+    res = prune(Checkpoint(state.model, ctx.meta), config, data=ctx.data, input_shape=ctx.input_shape,
+                finetune_loss_fn=kd, progress=ctx.progress)
     keep = ("layer_sparsity", "channel_ratio", "channels", "latency_plan", "schedule", "planned_layer_sparsity",
             "nm", "after")
-    return ModelState(pruned, info={k: summary[k] for k in keep if k in summary})
+    return ModelState(res.model, info={k: res.summary[k] for k in keep if k in res.summary})
 
 
 def run_distill(stage: DistillStage, state: ModelState, ctx: StageContext) -> ModelState:
-    from ..distill import DistillConfig, distill, width_student
+    """``edgeslim.distill`` from the original model (augmentation as it was trained, unless the
+    stage says), at the recipe's seed."""
+    from ..distill import distill, width_student
 
     student = (width_student(ctx.teacher, stage.width, ctx.input_shape, from_teacher=stage.from_teacher)
                if stage.width else state.model)
-    config = DistillConfig(temperature=stage.temperature, alpha=stage.alpha, epochs=stage.epochs, lr=stage.lr,
-                           batch_size=stage.batch_size, max_steps=stage.max_steps, seed=ctx.seed,
-                           augmentation="shift_flip" if ctx.augment else "none")
-    distill(student, ctx.teacher, ctx.data.train, config, val=ctx.data.val, progress=ctx.progress)
-    return ModelState(student, info={"width": stage.width})
+    res = distill(student, stage.config.model_copy(update={"seed": ctx.seed}), ctx.data.train,
+                  teacher=Checkpoint(ctx.teacher, ctx.meta), val=ctx.data.val, progress=ctx.progress)
+    return ModelState(res.model, info={"width": stage.width})
 
 
 def run_share_weights(stage: ShareWeightsStage, state: ModelState, ctx: StageContext) -> ModelState:
     from ..quantize import share_weights
+    from ..train import finetune_config
 
-    config = _train_config(ctx, stage.finetune_epochs, stage.lr, max_steps=stage.max_steps)
-    model, codebooks = share_weights(state.model, stage.bits(), data=ctx.data.train,
-                                     finetune_epochs=stage.finetune_epochs, train_config=config,
+    ft = stage.config.finetune
+    train_config = finetune_config(ctx.trained_with, ft.augment, epochs=ft.epochs, lr=ft.lr,
+                                   batch_size=ft.batch_size, max_steps=ft.max_steps, seed=ctx.seed)
+    model, codebooks = share_weights(state.model, stage.config.bits(), data=ctx.data.train,
+                                     finetune_epochs=ft.epochs, train_config=train_config,
                                      progress=ctx.progress, val=ctx.data.val)
     return ModelState(model, info={"shared_layers": sorted(codebooks)})
 
 
 def export_float_onnx(model: nn.Module, path: Path, ctx: StageContext) -> Path:
-    """The float ONNX file a stage deploys: graph rewrites kept where they measure faster with
-    the recipe's latency settings (the original model is exported the same way)."""
-    from ..export import GraphOptimization, export_onnx, onnx_metadata
+    """The float ONNX file a stage deploys, as ``edgeslim export`` writes it, timed with the
+    recipe's bench settings (the original model is exported the same way)."""
+    from ..export import export_deployed, onnx_metadata
 
-    return export_onnx(model, path, ctx.input_shape, onnx_metadata(Checkpoint(model, ctx.meta)),
-                       optimize=GraphOptimization("auto", ctx.bench.batch, ctx.bench.threads))
+    return export_deployed(model, path, ctx.input_shape, onnx_metadata(Checkpoint(model, ctx.meta)), ctx.bench)
 
 
 def run_quantize(stage: QuantizeStage, state: ModelState, ctx: StageContext) -> ModelState:
@@ -117,7 +112,7 @@ def run_quantize(stage: QuantizeStage, state: ModelState, ctx: StageContext) -> 
     from ..export import onnx_metadata
     from ..quantize import quantize
 
-    res = quantize(state.model, stage.quantize_config(), calib_data=ctx.data.train, out=ctx.stage_dir,
+    res = quantize(state.model, stage.config, data=ctx.data.train, out=ctx.stage_dir,
                    input_shape=ctx.input_shape, metadata=onnx_metadata(Checkpoint(state.model, ctx.meta)))
     (ctx.stage_dir / "float.onnx").unlink(missing_ok=True)  # the previous stage holds the float model
     keep = ("layers", "float_layers", "warnings", "mixed_precision", "accuracy_drop_points")
@@ -134,15 +129,16 @@ def _faster_of_float_and_int8(model: nn.Module, int8: Path, info: dict, ctx: Sta
 
     b = ctx.bench
     candidate = export_float_onnx(model, ctx.stage_dir / "float-candidate.onnx", ctx)
-    res = benchmark([candidate, int8], batch=b.batch, threads=b.threads, rounds=b.rounds, warmup=b.warmup,
+    res = benchmark([candidate, int8], batch=b.batch[0], threads=b.threads, rounds=b.rounds, warmup=b.warmup,
                     require_signature=False)  # models this stage wrote
     speedup = res[1]["speedup"]
     info["int8_vs_float_speedup"] = speedup
-    if speedup >= 1.0:
+    if b.faster(speedup):
         candidate.unlink()
         return ModelState(path=int8, info=info)
-    info["decision"] = (f"int8 ran at {speedup:.2f}x the float model's speed (batch {b.batch}, {b.threads} "
-                        "thread(s)), so the float model is kept (keep_float_if_slower)")
+    info["decision"] = (f"int8 ran at {speedup:.2f}x the float model's speed (batch {b.batch[0]}, {b.threads} "
+                        f"thread(s)), under the {b.margin:g}x that counts as faster, so the float model is kept "
+                        "(keep_float_if_slower)")
     candidate.replace(int8)  # the stage's deployable file keeps its usual name
     return ModelState(path=int8, info=info)
 

@@ -1,24 +1,25 @@
 """Pruning that really shrinks models.
 
 ``edgeslim.prune(model, config, data=...)`` (this package is callable) or
-``edgeslim.prune.prune(...)`` returns ``(pruned_model, summary)`` for every method:
+``edgeslim.prune.prune(...)`` returns an ``edgeslim.Result`` (the pruned copy in ``.model``)
+for every method:
 
-- ``method="unstructured"``: zero single weights by ``criterion="magnitude"`` (|w|) or
+- ``Unstructured(...)``: zero single weights by ``criterion="magnitude"`` (|w|) or
   ``"taylor"`` (|w * dL/dw| over calibration batches), ``scope="global" | "layer" |
   "sensitivity"``, ``schedule="oneshot" | "gradual"`` (cubic, Zhu & Gupta).
-- ``method="structured"``: remove channels through torch-pruning's dependency graph
+- ``Structured(...)``: remove channels through torch-pruning's dependency graph
   (``prune_structured``), to a channel ratio, a ``target_macs`` fraction, or a
   ``target_latency`` fraction measured on ONNX Runtime, each layer's channel count chosen by
   measurement (``edgeslim.prune.latency``, NetAdapt-style).
-- ``method="nm"``: N:M semi-structured masks (2:4 by default).
+- ``NM(...)``: N:M semi-structured masks (2:4 by default).
 
 Masks are always folded into plain tensors before the model is returned.
 """
 import sys
 import types
 
-from .api import make_config, prune, prune_checkpoint
-from .config import PruneConfig
+from .api import prune, prune_checkpoint
+from .config import NM, PRUNE_CONFIGS, PruneMethod, Structured, Unstructured, prune_config
 from .nm import is_nm_sparse, nm_mask
 from .schedule import cubic_sparsity, cubic_steps
 from .sensitivity import allocate_sparsity, plot_sensitivity, sensitivity_analysis
@@ -26,7 +27,8 @@ from .structured import StructuredResult, output_layers, prune_structured
 from .unstructured import (apply_magnitude_masks, apply_masks, layer_sparsity, magnitude_scores, make_permanent,
                            masks_from_scores, prunable_layers, taylor_scores, weight_sparsity)
 
-__all__ = ["prune", "prune_checkpoint", "make_config", "PruneConfig", "prune_structured", "StructuredResult",
+__all__ = ["prune", "prune_checkpoint", "prune_config", "Unstructured", "Structured", "NM", "PruneMethod",
+           "PRUNE_CONFIGS", "prune_structured", "StructuredResult",
            "output_layers", "apply_magnitude_masks", "apply_masks", "layer_sparsity", "magnitude_scores",
            "make_permanent", "masks_from_scores", "prunable_layers", "taylor_scores", "weight_sparsity",
            "nm_mask", "is_nm_sparse", "cubic_sparsity", "cubic_steps", "sensitivity_analysis",

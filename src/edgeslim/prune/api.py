@@ -1,5 +1,5 @@
-"""``edgeslim.prune(model, config, data=...)``: one entry point for every method, and
-``prune_checkpoint`` behind ``edgeslim prune``."""
+"""``edgeslim.prune(model, config, data=...) -> Result``: one entry point for every method
+(``Unstructured``, ``Structured``, ``NM``), and ``prune_checkpoint`` behind ``edgeslim prune``."""
 from __future__ import annotations
 
 import copy
@@ -10,31 +10,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch.nn as nn
-from pydantic import ValidationError
-
-from ..errors import ConfigError, config_error
+from ..config import Result
+from ..errors import ConfigError
 from ..models.checkpoint import Checkpoint
 from ..evaluate.metrics import evaluate_split
 from ..evaluate.size import count_macs, count_nonzero_params, count_params
 from ..train.loop import LossFn, TrainConfig, fit
 from ._data import iter_batches
-from .config import PruneConfig
+from .config import NM, Structured, Unstructured, prune_config
 from .nm import nm_compatible, nm_mask
 from .schedule import cubic_steps
 from .sensitivity import allocate_sparsity, sensitivity_analysis
 from .structured import StructuredResult, prune_structured
 from .unstructured import (apply_masks, current_masks, lamp_scores, layer_sparsity, magnitude_scores,
                            make_permanent, masks_from_scores, targets_of, taylor_scores, weight_sparsity)
-
-
-def make_config(config: PruneConfig | dict | None = None, **overrides: Any) -> PruneConfig:
-    """A PruneConfig from a config, a dict and/or keyword overrides; ConfigError names bad fields."""
-    try:
-        # only what was set: a default (e.g. sparsity) must not count as the caller's choice
-        base = config.model_dump(exclude_unset=True) if isinstance(config, PruneConfig) else dict(config or {})
-        return PruneConfig(**{**base, **overrides})
-    except ValidationError as e:
-        raise config_error(e, "prune config") from None
 
 
 def _splits(data: Any) -> tuple[Any, Any]:
@@ -46,11 +35,16 @@ def _splits(data: Any) -> tuple[Any, Any]:
     return data, None
 
 
+PruneConfig = Unstructured | Structured | NM
+
+
 def _finetune_config(config: PruneConfig, trained_with: dict | None, **extra: Any) -> TrainConfig:
     from ..train.api import finetune_config
 
-    return finetune_config(trained_with, config.finetune_augment, epochs=config.finetune_epochs,
-                           lr=config.finetune_lr, batch_size=config.finetune_batch_size, seed=config.seed, **extra)
+    ft = config.finetune
+    settings = {"epochs": ft.epochs, "lr": ft.lr, "batch_size": ft.batch_size, "seed": config.seed,
+                **({"max_steps": ft.max_steps} if ft.max_steps else {}), **extra}
+    return finetune_config(trained_with, ft.augment, **settings)
 
 
 def _stats(model: nn.Module, shape: tuple[int, ...], test: Any) -> dict[str, Any]:
@@ -62,16 +56,15 @@ def _stats(model: nn.Module, shape: tuple[int, ...], test: Any) -> dict[str, Any
 
 
 def prune(model: nn.Module | Checkpoint, config: PruneConfig | dict | None = None, data: Any = None, *,
-          example_input_shape: tuple[int, ...] | None = None, loss_fn: LossFn | None = None,
+          input_shape: tuple[int, ...] | None = None, loss_fn: LossFn | None = None,
           finetune_loss_fn: LossFn | None = None, progress: bool = False,
-          log: Callable[[str], None] | None = None, **overrides: Any
-          ) -> tuple[nn.Module, dict[str, Any]]:
-    """Prune a copy of ``model`` (the input stays untouched) and return ``(pruned, summary)``.
+          log: Callable[[str], None] | None = None) -> Result:
+    """Prune a copy of ``model`` (the input stays untouched); ``Result.model`` is the pruned one.
 
-    ``config`` is a ``PruneConfig`` (or dict; keyword overrides such as ``sparsity=0.95``
-    are merged in). ``data`` is a ``DataBundle`` (train split for calibration and
-    fine-tuning, test split for the accuracy in the summary) or a ``Split``. Masks are
-    folded into plain tensors before returning. ``loss_fn(model, x, y) -> (loss, logits)``
+    ``config`` is an ``Unstructured``, ``Structured`` or ``NM`` (or a dict whose ``method`` picks
+    one; None: ``Unstructured()``). ``data`` is a ``DataBundle`` (train split for calibration and
+    fine-tuning, test split for the accuracy in the summary) or a ``Split``; ``input_shape`` (one
+    sample's) is needed without data. Masks are folded into plain tensors before returning. ``loss_fn(model, x, y) -> (loss, logits)``
     drives Taylor saliency and fine-tuning; ``finetune_loss_fn`` overrides it for
     fine-tuning only. By default (``config.distill``) fine-tuning distils from the unpruned
     model, repeats the augmentation and optimiser the model was trained with (a ``Checkpoint``
@@ -82,27 +75,27 @@ def prune(model: nn.Module | Checkpoint, config: PruneConfig | dict | None = Non
     meta: dict[str, Any] = {}
     if isinstance(model, Checkpoint):
         model, meta = model.model, model.meta
-    config = make_config(config, **overrides)
+    config = prune_config(config)
     config.check_against(model, data)
     train, test = _splits(data)
-    shape = tuple(example_input_shape or (tuple(train.x.shape[1:]) if train is not None else ()))
+    shape = tuple(input_shape or (tuple(train.x.shape[1:]) if train is not None else ()))
     if not shape:
-        raise ConfigError("example_input_shape is needed when no data is given (e.g. (1, 32, 32))")
+        raise ConfigError("input_shape is needed when no data is given (e.g. (1, 32, 32))")
     log = log or (lambda s: None)
     t0 = time.perf_counter()
     work = copy.deepcopy(model)
-    if finetune_loss_fn is None and config.distill and config.finetune_epochs:
+    if finetune_loss_fn is None and config.finetune.distill and config.finetune.epochs:
         from ..distill import kd_loss_fn
 
-        finetune_loss_fn = kd_loss_fn(model, config.temperature, config.alpha, seed=config.seed)
+        finetune_loss_fn = kd_loss_fn(model, config.finetune.temperature, config.finetune.alpha, seed=config.seed)
     if finetune_loss_fn is not None:
         loss_fn = _TwoLosses(loss_fn, finetune_loss_fn)
     recovery = _Recovery(data, meta.get("train_config"))
     before = _stats(work, shape, test)
     log(f"pruning ({config.method}, {config.criterion}, {config.schedule})")
-    if config.method == "structured":
+    if isinstance(config, Structured):
         work, details = _structured(work, config, recovery, shape, loss_fn, progress, log)
-    elif config.method == "nm":
+    elif isinstance(config, NM):
         details = _nm(work, config, recovery, loss_fn, progress)
     else:
         details = _unstructured(work, config, recovery, loss_fn, progress)
@@ -113,20 +106,19 @@ def prune(model: nn.Module | Checkpoint, config: PruneConfig | dict | None = Non
                "layer_sparsity": layer_sparsity(work), "seconds": time.perf_counter() - t0, **details}
     if "accuracy" in before:
         summary["accuracy_drop_points"] = 100 * (before["accuracy"] - after["accuracy"])
-    if config.method == "structured" and config.measure_speed:
+    if isinstance(config, Structured) and config.measure_speed:
         summary.update(_speed_check(model, work, shape, config, log))
-    return work, summary
+    return Result(model=work, summary=summary, warnings=summary.get("warnings", []))
 
 
-def _speed_check(original: nn.Module, pruned: nn.Module, shape: tuple[int, ...], config: PruneConfig,
+def _speed_check(original: nn.Module, pruned: nn.Module, shape: tuple[int, ...], config: Structured,
                  log: Callable[[str], None]) -> dict[str, Any]:
-    """Structured pruning is done to run faster: measure it at every ``latency_batch``, and say so
+    """Structured pruning is done to run faster: measure it at every ``timing.batch``, and say so
     where it is not. A failure to export is reported, not raised, so the pruned model is not lost."""
-    from ..runtime.bench import FASTER_MARGIN
     from .latency import measured_speedup
 
     try:
-        speeds = measured_speedup(original, pruned, shape, config.latency_batch, config.latency_threads)
+        speeds = measured_speedup(original, pruned, shape, config.timing.batch, config.timing.threads)
     except Exception as e:  # noqa: BLE001 - any export/runtime failure is reported the same way
         return {"warnings": [f"could not time the pruned model on ONNX Runtime ({type(e).__name__}: {e}); "
                              "`edgeslim export` will hit the same problem"]}
@@ -134,7 +126,7 @@ def _speed_check(original: nn.Module, pruned: nn.Module, shape: tuple[int, ...],
     for speed in speeds:
         log(f"ONNX Runtime at batch {speed['batch']}: {speed['pruned_p50_ms']:.4f} ms vs "
             f"{speed['original_p50_ms']:.4f} ms dense ({speed['speedup']:.2f}x)")
-        if speed["speedup"] < FASTER_MARGIN:
+        if not config.timing.faster(speed["speedup"]):
             warnings.append(
                 f"the pruned model is not faster on ONNX Runtime: p50 {speed['pruned_p50_ms']:.4f} ms vs "
                 f"{speed['original_p50_ms']:.4f} ms at batch {speed['batch']} ({speed['speedup']:.2f}x). Its CPU "
@@ -175,7 +167,7 @@ def _finetune(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn 
                best_after_step=best_after_step)
 
 
-def _unstructured(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None,
+def _unstructured(model: nn.Module, config: Unstructured, data: Any, loss_fn: LossFn | None,
                   progress: bool) -> dict[str, Any]:
     train, _ = _splits(data)
     targets = targets_of(model, config.exclude, config.layers, config.prune_biases)
@@ -199,12 +191,12 @@ def _unstructured(model: nn.Module, config: PruneConfig, data: Any, loss_fn: Los
     if config.schedule == "oneshot":
         prune_to(config.sparsity)
         schedule.append({"step": 0, "sparsity": config.sparsity})
-        if config.finetune_epochs:
+        if config.finetune.epochs:
             details["finetune"] = _finetune(model, config, data, loss_fn, progress)
         return {**details, "schedule": schedule}
 
     levels = cubic_steps(config.sparsity, config.initial_sparsity, config.pruning_steps)
-    total = config.finetune_epochs * math.ceil(len(train) / config.finetune_batch_size)
+    total = config.finetune.epochs * math.ceil(len(train) / config.finetune.batch_size)
     dt = max(1, int(total * config.pruning_fraction) // config.pruning_steps)
     prune_to(levels[0])
     schedule.append({"step": 0, "sparsity": levels[0]})
@@ -224,7 +216,7 @@ def _unstructured(model: nn.Module, config: PruneConfig, data: Any, loss_fn: Los
     return {**details, "schedule": schedule, "dt": dt}
 
 
-def _final_sparsity(model: nn.Module, config: PruneConfig, train: Any) -> tuple[float | dict, dict]:
+def _final_sparsity(model: nn.Module, config: Unstructured, train: Any) -> tuple[float | dict, dict]:
     """The final target: one level, or a level per tensor (given, or from sensitivity)."""
     if config.layer_sparsity:
         levels = {f"{n}.weight": s for n, s in config.layer_sparsity.items()}
@@ -237,7 +229,7 @@ def _final_sparsity(model: nn.Module, config: PruneConfig, train: Any) -> tuple[
     return config.sparsity, {}
 
 
-def _nm(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None, progress: bool) -> dict:
+def _nm(model: nn.Module, config: NM, data: Any, loss_fn: LossFn | None, progress: bool) -> dict:
     train, _ = _splits(data)
     targets = targets_of(model, config.exclude, config.layers)
     skipped = [k for k, (m, t) in targets.items() if not nm_compatible(getattr(m, t), config.m)]
@@ -252,12 +244,12 @@ def _nm(model: nn.Module, config: PruneConfig, data: Any, loss_fn: LossFn | None
     apply_masks(targets, {k: nm_mask(s, config.n, config.m) for k, s in scores.items()})
     details: dict[str, Any] = {"nm": f"{config.n}:{config.m}", "nm_layers": [k[:-7] for k in targets],
                                "nm_skipped": [k[:-7] for k in skipped]}
-    if config.finetune_epochs:
+    if config.finetune.epochs:
         details["finetune"] = _finetune(model, config, data, loss_fn, progress)
     return details
 
 
-def _prune_to_latency(model: nn.Module, config: PruneConfig, train: Any, shape: tuple[int, ...], kwargs: dict,
+def _prune_to_latency(model: nn.Module, config: Structured, train: Any, shape: tuple[int, ...], kwargs: dict,
                       log: Callable[[str], None]) -> tuple[StructuredResult, dict]:
     """Channel counts that meet ``config.target_latency`` (or ``target_macs`` with the latency
     layout), chosen by measuring ONNX Runtime (``edgeslim.prune.latency``; candidates scored by
@@ -276,7 +268,7 @@ def _prune_to_latency(model: nn.Module, config: PruneConfig, train: Any, shape: 
     if config.target_macs:
         macs_budget = config.target_macs * count_macs(model, shape)
         done = lambda m, fraction: count_macs(m, shape) <= macs_budget  # noqa: E731
-    latency = DeployedLatency(model, shape, config.latency_batch, config.latency_threads)
+    latency = DeployedLatency(model, shape, config.timing.batch, config.timing.threads)
     plan = plan_for_latency(model, candidates, config.target_latency or 0.0, lambda r: layout(r).model,
                             lambda m: evaluate_split(m, calibration)["accuracy"], latency,
                             step=config.latency_step, progress=log, confirm=latency.confirm, done=done)
@@ -292,7 +284,7 @@ def _prune_to_latency(model: nn.Module, config: PruneConfig, train: Any, shape: 
     return res, plan.summary()
 
 
-def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[int, ...],
+def _structured(model: nn.Module, config: Structured, data: Any, shape: tuple[int, ...],
                 loss_fn: LossFn | None, progress: bool, log: Callable[[str], None]
                 ) -> tuple[nn.Module, dict]:
     train, _ = _splits(data)
@@ -313,14 +305,14 @@ def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[i
         details.update({"channel_ratio": res.ratio, "channels": res.channels,
                         "schedule": [{"step": 0, "macs_fraction": res.macs_fraction}]})
         model = res.model
-        if config.finetune_epochs:
+        if config.finetune.epochs:
             details["finetune"] = _finetune(model, config, data, loss_fn, progress)
         return model, details
     # gradual: the MAC fraction removed follows the cubic schedule, fine-tuning between steps
     final_removed = 1 - (config.target_macs if config.target_macs else (1 - config.sparsity) ** 2)
-    steps = min(config.pruning_steps, max(1, config.finetune_epochs * 4))
+    steps = min(config.pruning_steps, max(1, config.finetune.epochs * 4))
     removed = cubic_steps(final_removed, 0.0, steps)[1:]
-    per_step = max(1, config.finetune_epochs * math.ceil(len(train) / config.finetune_batch_size) // steps)
+    per_step = max(1, config.finetune.epochs * math.ceil(len(train) / config.finetune.batch_size) // steps)
     schedule, history, channels0 = [], [], None
     for k, r in enumerate(removed, start=1):
         keep = (1 - r) * macs0 / count_macs(model, shape)
@@ -334,26 +326,29 @@ def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[i
     return model, {"schedule": schedule, "channels": channels, "finetune": history}
 
 
-def prune_checkpoint(folder: str | Path, config: PruneConfig | dict, out: str | Path, dataset: str | None = None,
-                     data_dir: str | Path | None = None, progress: bool = True,
-                     log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def prune_checkpoint(folder: str | Path, config: PruneConfig | dict | None, out: str | Path,
+                     dataset: str | None = None, data_dir: str | Path | None = None, progress: bool = True,
+                     log: Callable[[str], None] | None = None) -> Result:
     """Load a checkpoint, prune it, fine-tune it on its data set and write a normal
-    checkpoint folder (eval/export/bench accept it) with the compression stage recorded."""
+    checkpoint folder (eval/export/bench accept it) with the compression stage recorded.
+    ``Result.artifact`` is that folder; ``summary`` adds its test ``metrics``."""
     from .._io import write_json
     from ..data.datasets import load_dataset_for
     from ..models.checkpoint import load_checkpoint, save_checkpoint
 
-    config = make_config(config)
+    config = prune_config(config)
     ckpt = load_checkpoint(folder)
     data = load_dataset_for(ckpt.meta, dataset, data_dir, default="fashion-mnist")
-    pruned, summary = prune(ckpt, config, data, example_input_shape=ckpt.input_shape, progress=progress, log=log)
-    metrics = evaluate_split(pruned, data.test)
+    res = prune(ckpt, config, data, input_shape=ckpt.input_shape, progress=progress, log=log)
+    summary = res.summary
+    metrics = evaluate_split(res.model, data.test)
     stage = {"stage": "prune", "method": config.method, "criterion": config.criterion,
              "weight_sparsity": summary["after"]["weight_sparsity"],
              "macs_fraction": summary["after"]["macs"] / max(summary["before"]["macs"], 1),
              "config": config.model_dump(), "source": str(folder)}
     meta = {k: v for k, v in ckpt.meta.items() if k not in ("architecture", "format_version", "history")}
     meta.update(metrics=metrics, compression=[*ckpt.meta.get("compression", []), stage])
-    save_checkpoint(pruned, out, meta)
+    save_checkpoint(res.model, out, meta)
     write_json(Path(out) / "prune_summary.json", summary)
-    return {**summary, "out": str(out), "metrics": metrics}
+    summary.update(out=str(out), metrics=metrics)
+    return Result(model=res.model, artifact=Path(out), summary=summary, warnings=res.warnings)

@@ -128,12 +128,12 @@ def measured_speedup(original: nn.Module, pruned: nn.Module, input_shape: tuple[
     return out
 
 
-def candidate_layers(model: nn.Module, example_input_shape: tuple[int, ...], layers: list[str] | None = None,
+def candidate_layers(model: nn.Module, input_shape: tuple[int, ...], layers: list[str] | None = None,
                      exclude: list[str] | None = None) -> list[str]:
     """The layers whose output channels can be chosen, in module order: the root conv/linear
     of every prunable group (coupled layers, e.g. across a residual add, follow it)."""
-    dg = _build_graph(model, torch.zeros(1, *example_input_shape))
-    ignored = plan_ignored_layers(model, example_input_shape, layers, exclude, graph=dg)
+    dg = _build_graph(model, torch.zeros(1, *input_shape))
+    ignored = plan_ignored_layers(model, input_shape, layers, exclude, graph=dg)
     ignored_all = {id(s) for m in ignored for s in m.modules()}
     roots = {id(group[0][0].target.module) for group in dg.get_all_groups(
         ignored_layers=[m for m in model.modules() if id(m) in ignored_all], root_module_types=ROOT_TYPES)}

@@ -60,11 +60,11 @@ def _build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     return dg
 
 
-def output_layers(model: nn.Module, example_input_shape: tuple[int, ...],
+def output_layers(model: nn.Module, input_shape: tuple[int, ...],
                   graph: tp.DependencyGraph | None = None) -> list[nn.Module]:
     """Conv/linear layers whose outputs reach the model output without passing another
     conv/linear layer (the classifier): their output channels are the classes and stay."""
-    dg = graph or _build_graph(model, torch.zeros(1, *example_input_shape))
+    dg = graph or _build_graph(model, torch.zeros(1, *input_shape))
     # sinks: nodes nothing consumes (the output op, or the last layer itself)
     stack = [n for n in dg.module2node.values() if n.type == tp.ops.OPTYPE.OUTPUT or not n.outputs]
     found, seen = [], set()
@@ -91,15 +91,15 @@ def _resolve(model: nn.Module, names: Iterable[str] | None, what: str) -> list[n
     return out
 
 
-def plan_ignored_layers(model: nn.Module, example_input_shape: tuple[int, ...], layers: list[str] | None = None,
+def plan_ignored_layers(model: nn.Module, input_shape: tuple[int, ...], layers: list[str] | None = None,
                         exclude: list[str] | None = None, ignored_layers: list[nn.Module] | None = None,
                         graph: tp.DependencyGraph | None = None) -> list[nn.Module]:
     """Modules whose output channels must not change, checking that every layer named in
     ``layers`` can really be pruned. Raises ConfigError before any pruning happens."""
-    dg = graph or _build_graph(model, torch.zeros(1, *example_input_shape))
+    dg = graph or _build_graph(model, torch.zeros(1, *input_shape))
     names = {m: n for n, m in model.named_modules()}
     ignored = list(ignored_layers or []) + _resolve(model, exclude, "exclude")
-    outputs = output_layers(model, example_input_shape, dg)
+    outputs = output_layers(model, input_shape, dg)
     wanted = _resolve(model, layers, "layers")
     for m in wanted:
         if not isinstance(m, ROOT_TYPES):
@@ -163,7 +163,7 @@ def _channels(model: nn.Module) -> dict[str, int]:
             for n, m in model.named_modules() if isinstance(m, ROOT_TYPES)}
 
 
-def prune_structured(model: nn.Module, example_input_shape: tuple[int, ...], target_macs: float | None = None,
+def prune_structured(model: nn.Module, input_shape: tuple[int, ...], target_macs: float | None = None,
                      ratio: float | None = None, importance: str = "l1",
                      ignored_layers: list[nn.Module] | None = None, layers: list[str] | None = None,
                      exclude: list[str] | None = None, scope: str = "layer", data: Any = None,
@@ -176,7 +176,7 @@ def prune_structured(model: nn.Module, example_input_shape: tuple[int, ...], tar
         model: any ``nn.Module`` built from Conv2d/Linear/BatchNorm and ordinary tensor ops
             (residual adds, depthwise convs, concatenations, flatten are all handled by
             torch-pruning's dependency graph). It is not modified; a pruned copy is returned.
-        example_input_shape: one sample's shape without the batch axis, e.g. ``(3, 224, 224)``.
+        input_shape: one sample's shape without the batch axis, e.g. ``(3, 224, 224)``.
         target_macs: keep at most this fraction of the model's MACs (0.35 = 35%); the channel
             ratio is found by bisection so that ``count_macs(pruned) <= target_macs * macs``,
             as close to it as ``tolerance`` (fraction of the original MACs) allows.
@@ -219,15 +219,15 @@ def prune_structured(model: nn.Module, example_input_shape: tuple[int, ...], tar
     if importance == "bn_scale" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ConfigError(f"importance 'bn_scale' needs batch-norm layers and {type(model).__name__} has none; "
                           "use 'l1' or 'taylor'")
-    example = torch.zeros(1, *example_input_shape)
+    example = torch.zeros(1, *input_shape)
     dg = _build_graph(model, example)
-    ignored = plan_ignored_layers(model, example_input_shape, layers, exclude, ignored_layers, dg)
+    ignored = plan_ignored_layers(model, input_shape, layers, exclude, ignored_layers, dg)
     names = {id(m): n for n, m in model.named_modules()}
     ignored_names = sorted({names[id(s)] for m in ignored for s in m.modules() if id(s) in names})
     if importance == "taylor":
         accumulate_gradients(model, iter_batches(data, calibration_batches, batch_size), loss_fn)
 
-    macs_before = count_macs(model, example_input_shape)
+    macs_before = count_macs(model, input_shape)
 
     fixed = dict(layer_ratios or {})
     for name, r in fixed.items():
@@ -238,7 +238,7 @@ def prune_structured(model: nn.Module, example_input_shape: tuple[int, ...], tar
 
     def attempt(r: float) -> tuple[nn.Module, int]:
         m = _prune_copy(model, example, r, importance, ignored_names, scope, max_ratio, round_to, fixed)
-        return m, count_macs(m, example_input_shape)
+        return m, count_macs(m, input_shape)
 
     try:
         if ratio is not None:
@@ -249,7 +249,7 @@ def prune_structured(model: nn.Module, example_input_shape: tuple[int, ...], tar
         if importance == "taylor":
             model.zero_grad(set_to_none=True)
     before, after = _channels(model), _channels(best)
-    return StructuredResult(best, best_ratio, macs_before, count_macs(best, example_input_shape),
+    return StructuredResult(best, best_ratio, macs_before, count_macs(best, input_shape),
                             count_params(model), count_params(best),
                             {n: (before[n], after[n]) for n in before if n in after})
 

@@ -2,20 +2,22 @@
 Runtime's tooling) with equalization, bias correction, sensitivity analysis and mixed
 precision; dynamic int8; quantization-aware training; weight sharing.
 
-The package itself is callable: ``edgeslim.quantize(model, config, calib_data=...)``
-is :func:`edgeslim.quantize.api.quantize`.
+The package itself is callable: ``edgeslim.quantize(model, StaticInt8(), data=...)``
+is :func:`edgeslim.quantize.api.quantize` (returns an ``edgeslim.Result``).
 """
 import sys
 import types
 
 from .affine import QParams, qparams_for, qparams_from_range, sqnr_db
 from .ort_static import ArrayCalibrationReader, check_calibration_data, quantize_onnx_static
+from .config import (QAT, QUANTIZE_CONFIGS, DynamicInt8, QuantizeMethod, StaticInt8, WeightSharing,
+                     quantize_config)
 from .weight_sharing import kmeans_codebook, reconstruct, share_weights
 
 
 def __getattr__(name: str):
     # api pulls in torch-heavy pieces (export, train) lazily
-    if name in ("quantize", "QuantizeConfig", "QuantizeResult", "quantize_checkpoint"):
+    if name in ("quantize", "quantize_checkpoint"):
         from . import api
 
         return getattr(api, name)
@@ -35,6 +37,7 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["ArrayCalibrationReader", "QParams", "QuantizeConfig", "QuantizeResult", "check_calibration_data",
+__all__ = ["ArrayCalibrationReader", "QParams", "StaticInt8", "DynamicInt8", "QAT", "WeightSharing",
+           "QuantizeMethod", "QUANTIZE_CONFIGS", "quantize_config", "check_calibration_data",
            "kmeans_codebook", "qparams_for", "qparams_from_range", "quantize", "quantize_checkpoint",
            "quantize_onnx_dynamic", "quantize_onnx_static", "reconstruct", "share_weights", "sqnr_db"]
