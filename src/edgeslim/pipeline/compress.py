@@ -506,9 +506,10 @@ def _finish_speedups(rows: list[dict]) -> None:
 
 def _print_summary(con, report: dict) -> None:
     from ..report import rich_table
-    from ..report.pipeline import TERMINAL_COLUMNS
+    from ..report.pipeline import TERMINAL_COLUMNS, TERMINAL_NARROW
 
-    con.print(rich_table(report["rows"], TERMINAL_COLUMNS, title=f"recipe {report['recipe']}"))
+    con.print(rich_table(report["rows"], TERMINAL_COLUMNS, title=f"recipe {report['recipe']}",
+                         narrow=TERMINAL_NARROW))
     con.print(f"{report['size_reduction']:.1f}x smaller file ({report['zstd_size_reduction']:.1f}x after zstd); "
               f"report: {Path(report['folder']) / 'report.md'}")
     for w in report["warnings"]:
