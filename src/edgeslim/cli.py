@@ -567,7 +567,9 @@ def plan_cmd(model: Path, device: str = typer.Option("raspberry-pi-4"), network:
 
     cfg = plan_config(objective=objective, max_uplink_bytes=max_uplink_bytes,
                       keep_raw_data_on_device=keep_raw_data_on_device, quantize_cut=quantize_cut)
-    plot = plot or model.with_suffix(".plan.png")
+    from .runtime.onnx_file import model_file
+
+    plot = plot or model_file(model, (".onnx",)).with_suffix(".plan.png")  # a folder's plot goes inside it
     result, _, cal = plan_model(model, device, network, server, cfg, profiles, threads, _cpu_list(cpus), plot)
     if as_json:
         return _print_json(result.to_dict() | {"host": cal.to_dict(), "plot": str(plot)})
