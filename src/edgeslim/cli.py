@@ -13,15 +13,14 @@ import typer
 from rich.console import Console
 
 from .errors import EdgeslimError
+from .report.tables import console_width
 
 # Plain (click) help: typer's rich option tables cut long option names ("--finetune-augm…")
 # in any terminal narrower than about 120 columns; click's list wraps the text instead.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Compress PyTorch models and run them on edge devices.")
-# Wide enough for comparison tables when output is piped to a file or CI log; a terminal's width,
-# or $COLUMNS when set, otherwise (tables fit it: see report.tables.rich_table).
-console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160)
+console = Console(width=console_width(sys.stdout))  # tables fit it: see report.tables.rich_table
+err = Console(stderr=True, width=console_width(sys.stderr))
 
 
 @app.callback()
@@ -177,13 +176,16 @@ def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Opti
 def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option(4, min=1),
          target_latency: float = typer.Option(0.7, min=0.05, max=1.0,
                                               help="fraction of the baseline's measured latency to prune to"),
+         finetune_epochs: int = typer.Option(2, min=0, help="distilled fine-tune epochs after pruning"),
+         calibration_samples: int = typer.Option(512, min=1, help="images that calibrate int8"),
          data_dir: Optional[Path] = None,
          threads: Optional[int] = _THREADS_OPT) -> None:
     """Train, prune, quantize, export and run seed-cnn on Fashion-MNIST; one comparison table."""
     from .pipeline.demo import run_demo
     from .report import rich_table
 
-    r = run_demo(out, epochs=epochs, target_latency=target_latency, data_dir=data_dir, threads=threads,
+    r = run_demo(out, epochs=epochs, target_latency=target_latency, finetune_epochs=finetune_epochs,
+                 calibration_samples=calibration_samples, data_dir=data_dir, threads=threads,
                  log=lambda s: console.print(f"[bold cyan]{s}[/bold cyan]"))
     console.print(rich_table(r["rows"], r["columns"], title="baseline vs compressed (ONNX Runtime)"))
     s = r["summary"]

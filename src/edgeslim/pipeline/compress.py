@@ -171,12 +171,13 @@ def publish_best(out: Path, state: dict) -> Path:
 
 
 def _console(progress: bool, console):
-    from rich.console import Console
-
     import sys
 
-    # wide enough for the stage table when output goes to a file or a CI log
-    return console or Console(quiet=not progress, width=None if sys.stdout.isatty() else 160)
+    from rich.console import Console
+
+    from ..report import console_width
+
+    return console or Console(quiet=not progress, width=console_width(sys.stdout))
 
 
 def _read_state(path: Path) -> dict:

@@ -21,6 +21,14 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
     return "\n".join(lines)
 
 
+def console_width(stream) -> int | None:
+    """The width for a rich Console writing to ``stream``: the terminal's (None: rich asks it, and
+    honours $COLUMNS), else 160 so tables stay whole in a file or CI log."""
+    import os
+
+    return None if stream.isatty() or os.environ.get("COLUMNS") else 160
+
+
 _LEFT = ("model", "stage", "name", "option", "cut", "description", "metric", "class", "reason")
 
 

@@ -94,8 +94,8 @@ def model_file(path: str | os.PathLike, suffixes: tuple[str, ...] = (".onnx", ".
     for name in names:
         if (path / name).is_file():
             return path / name
-    raise ArtifactError(f"{path} is a directory with no exported model in it ({' or '.join(names)}); if it is a "
-                        f"checkpoint folder, run `edgeslim export {path}` first, then give the folder again")
+    raise _fail(path, f"is a directory with no exported model in it ({' or '.join(names)}); if it is a checkpoint "
+                      f"folder, run `edgeslim export {path}` first")
 
 
 def open_onnx(path: str | os.PathLike) -> OnnxFile:
