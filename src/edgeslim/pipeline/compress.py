@@ -26,7 +26,8 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-from .._io import atomic_write_bytes, atomic_write_text, read_json, remove_stale_temps, write_json
+from .._io import (atomic_write_bytes, atomic_write_text, read_json, remove_stale_temps,
+                   removes_new_output_on_failure, write_json)
 from ..errors import ConfigError, EdgeslimError
 from ..models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..runtime.bench import FASTER_MARGIN
@@ -215,6 +216,11 @@ def _start_state(out: Path, recipe: Recipe, source, meta, resume: bool, console)
     return state, load_checkpoint(out / "stages" / ORIGINAL)
 
 
+def _published(out: Path) -> bool:
+    return (out / BEST).exists()  # publish_best: OUT/model.* is a usable model
+
+
+@removes_new_output_on_failure(_published)  # a run that fails before its first model leaves no folder
 def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: str | Path | Recipe | dict,
              out: str | Path, resume: bool = False, *, max_accuracy_drop: float | None = None,
              time_budget: float | None = None, adapt: bool | None = None, data_dir: str | Path | None = None,

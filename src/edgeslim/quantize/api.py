@@ -264,7 +264,9 @@ def _qat(ctx: _Context) -> QuantizeResult:
     folded = fold_batchnorm(m)
     prepare_qat(m, cfg.per_channel, cfg.symmetric)
     ctx.log(f"QAT: {cfg.epochs} epoch(s) of fine-tuning with fake quantization")
-    history = fit(m, ctx.train, ctx.finetune(cfg.epochs), progress=False, description="qat")
+    history = fit(m, ctx.train, ctx.finetune(cfg.epochs), progress=False, description="qat",
+                  on_epoch=lambda r: ctx.log(f"QAT epoch {r['epoch']}/{cfg.epochs}: loss {r['train_loss']:.4f}, "
+                                             f"train accuracy {r['train_accuracy']:.3f} ({r['seconds']:.0f} s)"))
     learned = finish_qat(m)
     work = Path(tempfile.mkdtemp(prefix="q-", dir=ctx.out))
     try:
