@@ -256,7 +256,7 @@ def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: s
     bundle = _load_data(original.meta, recipe, data_dir, data)
     if bundle.val is None:
         raise ConfigError(f"{bundle.name}: no validation split to judge the accuracy budget on; hold some "
-                          "training samples out (edgeslim.data.hold_out)")
+                          "training samples out (edgeslim.data.datasets.hold_out)")
     teacher = load_checkpoint(out / "stages" / ORIGINAL).model
     run = _Run(out, recipe, state, bundle, teacher, original.meta, progress, con, adapt, time_budget)
     if state["baseline"] is None:
