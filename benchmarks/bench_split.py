@@ -19,19 +19,55 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, RESULTS, baseline, print_table, save_results  # noqa: E402
 
 from edgeslim._io import atomic_write_text  # noqa: E402
-from edgeslim.edge import (calibrate_host, host_device_profile, load_profiles, plan, plan_config,  # noqa: E402
-                           plot_plans, profile_layers, split_model)
-from edgeslim.edge.calibrate import calibrate_request_overhead  # noqa: E402
+from edgeslim.edge import (DeviceProfile, HostCalibration, calibrate_host, load_profiles, plan,  # noqa: E402
+                           plan_config, plot_plans, profile_layers, split_model)
 from edgeslim.report import markdown_table  # noqa: E402
 from edgeslim.serve.app import create_app  # noqa: E402
 from edgeslim.serve.client import SplitClient  # noqa: E402
 from edgeslim.serve.netem import Link  # noqa: E402
 from edgeslim.serve.server import serve_in_thread  # noqa: E402
+
+
+# benchmark-only helpers: the planner's validation, not part of the library
+def host_device_profile(cal: HostCalibration, name: str = "this-host") -> DeviceProfile:
+    """This host as a device profile (measured speed; power is not measured here, so 0 W).
+    Used to validate the planner: an emulated device whose speed is known exactly."""
+    import psutil
+
+    cpus = f"pinned to CPU {cal.cpus}" if cal.cpus else "unpinned"
+    return DeviceProfile(name=name, description=f"this host, {cal.threads} ONNX Runtime thread(s), {cpus} "
+                         f"(measured by `edgeslim calibrate`)", gflops_fp32=cal.gflops_fp32,
+                         int8_speedup=cal.int8_speedup, memory_mb=psutil.virtual_memory().available / 2**20,
+                         power_active_w=0.0, power_idle_w=0.0)
+
+
+def calibrate_request_overhead(repeats: int = 30) -> float:
+    """Median milliseconds of one loopback request to the inference server with a 4-byte tensor
+    and an Identity model: the fixed cost of the HTTP stack (client + server), no network delay
+    and no compute. This benchmark adds it to every placement that talks to a server."""
+    import tempfile
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "identity.onnx"
+        onnx.save(model, str(path))
+        with serve_in_thread(create_app(path), max_requests=repeats + 10) as url, SplitClient(url) as client:
+            x = np.ones(1, np.float32)
+            for _ in range(5):
+                client.infer(x)
+            times = [client.infer(x).request_ms for _ in range(repeats)]
+    return float(np.median(times))
+
 
 DEVICE_CPUS, SERVER_CPUS = [0], [1]
 NETWORKS = ["3g", "4g", "wifi"]

@@ -10,14 +10,49 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import ConfigError
 
 # .NAME.<random>.tmp (temp_path / mkstemp) and .NAME.tmp (older checkpoint writer)
 _TEMP_NAME = re.compile(r"^\..+\.tmp$")
+
+
+@contextlib.contextmanager
+def output_folder(path: str | os.PathLike, useful: Callable[[Path], bool]) -> Iterator[Path]:
+    """Create the folder ``path`` (and missing parents) for a run's outputs; if the run fails
+    before ``useful(path)`` is true (nothing worth keeping: no model, no finished trial), remove
+    again what was created here, so a failed run leaves no empty folder. A folder that was
+    already there is never removed."""
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if missing and not useful(path):
+            shutil.rmtree(missing[-1], ignore_errors=True)  # the top-most folder this call created
+        raise
+
+
+def removes_new_output_on_failure(useful: Callable[[Path], bool], arg: str = "out"):
+    """Decorate a function writing into the folder passed as ``arg``: it runs inside
+    ``output_folder(that folder, useful)``."""
+    import functools
+    import inspect
+
+    def decorate(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with output_folder(signature.bind(*args, **kwargs).arguments[arg], useful):
+                return fn(*args, **kwargs)
+        return run
+    return decorate
 
 
 def oserror_for(e: OSError, path: Path) -> OSError:

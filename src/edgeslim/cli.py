@@ -13,12 +13,14 @@ import typer
 from rich.console import Console
 
 from .errors import EdgeslimError
+from .report.tables import console_width
 
+# Plain (click) help: typer's rich option tables cut long option names ("--finetune-augm…")
+# in any terminal narrower than about 120 columns; click's list wraps the text instead.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Compress PyTorch models and run them on edge devices.")
-# Wide enough for comparison tables when output is piped to a file or CI log.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+                  rich_markup_mode=None, help="Compress PyTorch models and run them on edge devices.")
+console = Console(width=console_width(sys.stdout))  # tables fit it: see report.tables.rich_table
+err = Console(stderr=True, width=console_width(sys.stderr))
 
 
 @app.callback()
@@ -164,7 +166,8 @@ def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Opti
         return _print_json(res)
     cols = ["model", "file_bytes", "p50_ms", "p90_ms", "p99_ms", "throughput_per_s", "session_init_ms",
             "rss_increase_mb", "threads", "speedup", "size_ratio"]
-    console.print(rich_table(res, cols, title=f"batch {batch}"))
+    console.print(rich_table(res, cols, title=f"batch {batch}",
+                             narrow=["model", "file_bytes", "p50_ms", "p99_ms", "throughput_per_s", "speedup"]))
     for m in slower_than_baseline(res):
         err.print(f"[yellow]warning: {m} is not faster than {res[0]['model']}[/yellow]")
 
@@ -173,13 +176,16 @@ def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Opti
 def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option(4, min=1),
          target_latency: float = typer.Option(0.7, min=0.05, max=1.0,
                                               help="fraction of the baseline's measured latency to prune to"),
+         finetune_epochs: int = typer.Option(2, min=0, help="distilled fine-tune epochs after pruning"),
+         calibration_samples: int = typer.Option(512, min=1, help="images that calibrate int8"),
          data_dir: Optional[Path] = None,
          threads: Optional[int] = _THREADS_OPT) -> None:
     """Train, prune, quantize, export and run seed-cnn on Fashion-MNIST; one comparison table."""
     from .pipeline.demo import run_demo
     from .report import rich_table
 
-    r = run_demo(out, epochs=epochs, target_latency=target_latency, data_dir=data_dir, threads=threads,
+    r = run_demo(out, epochs=epochs, target_latency=target_latency, finetune_epochs=finetune_epochs,
+                 calibration_samples=calibration_samples, data_dir=data_dir, threads=threads,
                  log=lambda s: console.print(f"[bold cyan]{s}[/bold cyan]"))
     console.print(rich_table(r["rows"], r["columns"], title="baseline vs compressed (ONNX Runtime)"))
     s = r["summary"]
@@ -410,7 +416,7 @@ def pack_cmd(checkpoint: Path, out: Optional[Path] = typer.Option(None, help="de
     if as_json:
         return _print_json(r)
     console.print(rich_table(r["tensors"], ["name", "shape", "encoding", "gap_bits", "coders", "bytes"],
-                             title=r["path"]))
+                             title=r["path"], narrow=["name", "shape", "encoding", "bytes"]))
     console.print(f"wrote {r['path']}: {r['bytes']:,} bytes (graph {r['graph_bytes']:,}, manifest "
                   f"{r['manifest_bytes']:,}, tensors {r['tensor_bytes']:,}){', signed' if r['signed'] else ''}")
 
@@ -497,7 +503,7 @@ def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="checkpoin
     from .pipeline import rerank, search
     from .pipeline.autotune import NONE_WITHIN, load_search_config
     from .report import rich_table
-    from .report.pipeline import PARETO_COLUMNS
+    from .report.pipeline import PARETO_COLUMNS, PARETO_NARROW
 
     if report_only:
         budget = max_accuracy_drop
@@ -517,10 +523,11 @@ def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="checkpoin
         return _print_json({k: v for k, v in r.items() if k != "all_trials"})
     if r["pareto"]:
         title = f"Pareto front ({r['feasible']} of {r['complete']} trials within {r['max_accuracy_drop']:g} points)"
-        console.print(rich_table(r["pareto"], PARETO_COLUMNS, title=title))
+        console.print(rich_table(r["pareto"], PARETO_COLUMNS, title=title, narrow=PARETO_NARROW))
     elif r["closest"]:
-        console.print(rich_table(r["closest"], PARETO_COLUMNS, title=f"{NONE_WITHIN} (all {r['complete']} trials lose "
-                                                                     f"more than {r['max_accuracy_drop']:g} points)"))
+        console.print(rich_table(r["closest"], PARETO_COLUMNS, narrow=PARETO_NARROW,
+                                 title=f"{NONE_WITHIN} (all {r['complete']} trials lose more than "
+                                       f"{r['max_accuracy_drop']:g} points)"))
     console.print(r["verdict"])
     console.print(f"report: {r['files']['md']}, plot: {r['files']['png']}")
 
@@ -558,9 +565,11 @@ def profiles_cmd(profiles: List[Path] = _PROFILES_OPT, as_json: bool = typer.Opt
     if as_json:
         return _print_json({"devices": devices, "networks": networks})
     console.print(rich_table(devices, ["name", "gflops_fp32", "int8_speedup", "memory_mb", "power_active_w",
-                                       "power_idle_w", "description"], title="devices"))
+                                       "power_idle_w", "description"], title="devices",
+                             narrow=["name", "gflops_fp32", "memory_mb", "description"]))
     console.print(rich_table(networks, ["name", "uplink_mbps", "downlink_mbps", "rtt_ms", "radio_power_w",
-                                        "description"], title="networks"))
+                                        "description"], title="networks",
+                             narrow=["name", "uplink_mbps", "downlink_mbps", "rtt_ms", "description"]))
 
 
 @app.command("calibrate")
@@ -587,8 +596,9 @@ def layers_cmd(model: Path, threads: int = typer.Option(1, min=1), cpus: Optiona
     if as_json:
         return _print_json({"run_ms": prof.run_ms, "overhead_ms": prof.overhead_ms, "nodes": prof.node_rows(),
                             "cut_points": prof.cut_rows()})
-    console.print(rich_table(prof.node_rows(), title=f"{model.name}: per-node latency (run {prof.run_ms:.3f} ms)"))
-    console.print(rich_table(prof.cut_rows(), title="cut points"))
+    console.print(rich_table(prof.node_rows(), title=f"{model.name}: per-node latency (run {prof.run_ms:.3f} ms)",
+                             narrow=["name", "op", "ms", "macs"]))
+    console.print(rich_table(prof.cut_rows(), title="cut points", narrow=["cut", "bytes", "head_ms", "tail_ms"]))
 
 
 @app.command("plan")
@@ -608,12 +618,15 @@ def plan_cmd(model: Path, device: str = typer.Option("raspberry-pi-4"), network:
 
     cfg = plan_config(objective=objective, max_uplink_bytes=max_uplink_bytes,
                       keep_raw_data_on_device=keep_raw_data_on_device, quantize_cut=quantize_cut)
-    plot = plot or model.with_suffix(".plan.png")
+    from .runtime.onnx_file import model_file
+
+    plot = plot or model_file(model, (".onnx",)).with_suffix(".plan.png")  # a folder's plot goes inside it
     result, _, cal = plan_model(model, device, network, server, cfg, profiles, threads, _cpu_list(cpus), plot)
     if as_json:
         return _print_json(result.to_dict() | {"host": cal.to_dict(), "plot": str(plot)})
     console.print(rich_table(result.rows(), TABLE_COLUMNS, title=f"{model.name} on {device} via {network} "
-                             f"to {server} (host {cal.gflops_fp32:.0f} GFLOP/s)"))
+                             f"to {server} (host {cal.gflops_fp32:.0f} GFLOP/s)",
+                             narrow=["option", "latency_ms", "energy_mj"]))
     b = result.best
     console.print(f"best ({cfg.objective}): [bold]{b.label}[/bold]: {b.latency_ms:.1f} ms, "
                   f"{b.energy_mj:.1f} mJ on the device, {b.uplink_bytes:,} bytes sent; plot: {plot}")

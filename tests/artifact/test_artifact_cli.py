@@ -15,6 +15,9 @@ def test_keygen_pack_verify_bench(digits_checkpoint, tmp_path):
     key = tmp_path / "key"
     r = runner.invoke(app, ["keygen", "--out", str(key)])
     assert r.exit_code == 0 and key.exists() and (tmp_path / "key.pub").exists()
+    r = runner.invoke(app, ["keygen", "--out", str(key)])  # the message names the CLI flag
+    assert r.exit_code != 0 and "`edgeslim keygen --overwrite`" in str(r.exception)
+    assert runner.invoke(app, ["keygen", "--out", str(key), "--overwrite"]).exit_code == 0
     out = tmp_path / "m.eslim"
     r = runner.invoke(app, ["pack", str(folder), "--out", str(out), "--sign", str(key), "--json"])
     assert r.exit_code == 0, r.output

@@ -73,3 +73,21 @@ def test_serve_tail_process_answers_then_stops_by_itself(cnn, tmp_path, wait_for
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_profiles_lists_devices_and_networks():
+    r = runner.invoke(app, ["profiles", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert "raspberry-pi-4" in {d["name"] for d in out["devices"]} and "4g" in {n["name"] for n in out["networks"]}
+    r = runner.invoke(app, ["profiles"])
+    assert r.exit_code == 0 and "jetson-nano" in r.output and "ethernet" in r.output
+
+
+def test_calibrate_measures_this_host():
+    r = runner.invoke(app, ["calibrate", "--json"])
+    assert r.exit_code == 0, r.output
+    cal = json.loads(r.output)
+    assert cal["gflops_fp32"] > 0 and cal["int8_speedup"] > 0
+    r = runner.invoke(app, ["calibrate", "--threads", "1"])
+    assert r.exit_code == 0 and "GFLOP/s fp32" in r.output

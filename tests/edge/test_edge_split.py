@@ -233,8 +233,3 @@ def test_compute_scale_uses_gflops_and_int8_speedup():
     assert compute_scale(HOST, dev, int8=False) == pytest.approx(10.0)  # 100 / 10 GFLOP/s
     assert compute_scale(HOST, dev, int8=True) == pytest.approx(100 * 2.0 / (10 * 1.5))
 
-
-def test_request_overhead_calibration_is_small_and_positive():
-    from edgeslim.edge.calibrate import calibrate_request_overhead
-
-    assert 0 < calibrate_request_overhead(repeats=5) < 200

@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ConfigError
-from ..serve.affinity import pinned_thread
+from ..runtime.affinity import pinned_thread
 from .profiles import DeviceProfile
 
 # One 3x3 convolution, 64 -> 64 channels on 56x56: a typical mid-network layer (115.6 M MACs).
@@ -90,18 +90,6 @@ def calibrate_host(threads: int = 1, cpus: list[int] | None = None, repeats: int
                            conv_fp32_ms=t_fp32 * 1e3, conv_int8_ms=t_int8 * 1e3)
 
 
-def host_device_profile(cal: HostCalibration, name: str = "this-host") -> DeviceProfile:
-    """This host as a device profile (measured speed; power is not measured here, so 0 W).
-    Used to validate the planner: an emulated device whose speed is known exactly."""
-    import psutil
-
-    cpus = f"pinned to CPU {cal.cpus}" if cal.cpus else "unpinned"
-    return DeviceProfile(name=name, description=f"this host, {cal.threads} ONNX Runtime thread(s), {cpus} "
-                         f"(measured by `edgeslim calibrate`)", gflops_fp32=cal.gflops_fp32,
-                         int8_speedup=cal.int8_speedup, memory_mb=psutil.virtual_memory().available / 2**20,
-                         power_active_w=0.0, power_idle_w=0.0)
-
-
 @contextlib.contextmanager
 def emulated_device(cpus: list[int] | set[int] | None) -> Iterator[None]:
     """Pin the calling thread to ``cpus`` (Linux: affinity is per thread), restore afterwards.
@@ -127,29 +115,3 @@ def check_memory(need_bytes: int, device: DeviceProfile, what: str = "the model"
         raise MemoryRefusal(f"{what} needs {need_bytes / 2**20:.1f} MiB (weights + peak activations) but "
                             f"device {device.name!r} allows {device.memory_mb:.4g} MiB; split the model, "
                             "offload it, or compress it (prune/quantize)")
-
-
-def calibrate_request_overhead(repeats: int = 30) -> float:
-    """Median milliseconds of one loopback request to the inference server with a 4-byte tensor
-    and an Identity model: the fixed cost of the HTTP stack (client + server), no network delay
-    and no compute. The planner adds it to every placement that talks to a server."""
-    import tempfile
-    from pathlib import Path
-
-    from ..serve.app import create_app
-    from ..serve.client import SplitClient
-    from ..serve.server import serve_in_thread
-
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "identity.onnx"
-        onnx.save(model, str(path))
-        with serve_in_thread(create_app(path), max_requests=repeats + 10) as url, SplitClient(url) as client:
-            x = np.ones(1, np.float32)
-            for _ in range(5):
-                client.infer(x)
-            times = [client.infer(x).request_ms for _ in range(repeats)]
-    return float(np.median(times))

@@ -122,17 +122,6 @@ def _input_array(info: GraphInfo, seed: int = 0) -> np.ndarray:
     return rng.standard_normal(cut.shape).astype(cut.dtype)
 
 
-def time_session_ms(sess, feed: dict, runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        sess.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
-
-
 def profile_layers(model: str | os.PathLike | onnx.ModelProto, threads: int = 1, cpus: list[int] | None = None,
                    runs: int = 20, warmup: int = 5, info: GraphInfo | None = None) -> LayerProfile:
     """Median per-node latency (ms) over ``runs`` profiled runs, at ``threads`` ONNX Runtime

@@ -33,7 +33,7 @@ def export_checkpoint(folder: str | Path, out: str | Path | None = None, fmt: st
     data set is not available). ``optimize``: exact graph rewrites for ONNX Runtime, kept
     where measured faster here (``auto``), always, or never (``edgeslim.export.optimize``)."""
     if fmt != "onnx":
-        raise ConfigError(f"format {fmt!r} is not supported; use 'onnx' (or `edgeslim compress` for .eslim)")
+        raise ConfigError(f"format {fmt!r} is not supported; use 'onnx' (or `edgeslim pack` for a compressed .eslim)")
     ckpt = load_checkpoint(folder)
     out = Path(out) if out else Path(folder) / "model.onnx"
     export_onnx(ckpt.model, out, ckpt.input_shape, onnx_metadata(ckpt), optimize=optimize)

@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .._io import read_yaml_mapping, write_json
+from .._io import read_yaml_mapping, removes_new_output_on_failure, write_json
 from ..errors import ConfigError, EdgeslimError, config_error
 
 STUDY_DB = "study.db"
@@ -292,6 +292,11 @@ def _finished(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
 
 
+def _trial_finished(out: Path) -> bool:
+    return any(out.glob("trials/*/report.json"))  # compress writes it when a trial's run ends
+
+
+@removes_new_output_on_failure(_trial_finished)  # a search that fails before any trial leaves no folder
 def search(checkpoint: str | Path, out: str | Path, max_accuracy_drop: float | None = None,
            trials: int | None = None, *, storage: str | None = None, study_name: str = "edgeslim-search",
            workers: int = 1, config: SearchConfig | dict | None = None, data_dir: str | Path | None = None,

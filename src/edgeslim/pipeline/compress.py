@@ -26,7 +26,8 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-from .._io import atomic_write_bytes, atomic_write_text, read_json, remove_stale_temps, write_json
+from .._io import (atomic_write_bytes, atomic_write_text, read_json, remove_stale_temps,
+                   removes_new_output_on_failure, write_json)
 from ..errors import ConfigError, EdgeslimError
 from ..models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .budget import Attempt, StageSearch, allowances, has_knob, paired_drop, weakened
@@ -170,12 +171,13 @@ def publish_best(out: Path, state: dict) -> Path:
 
 
 def _console(progress: bool, console):
-    from rich.console import Console
-
     import sys
 
-    # wide enough for the stage table when output goes to a file or a CI log
-    return console or Console(quiet=not progress, width=None if sys.stdout.isatty() else 160)
+    from rich.console import Console
+
+    from ..report import console_width
+
+    return console or Console(quiet=not progress, width=console_width(sys.stdout))
 
 
 def _read_state(path: Path) -> dict:
@@ -213,6 +215,11 @@ def _start_state(out: Path, recipe: Recipe, source, meta, resume: bool, console)
     return state, load_checkpoint(out / "stages" / ORIGINAL)
 
 
+def _published(out: Path) -> bool:
+    return (out / BEST).exists()  # publish_best: OUT/model.* is a usable model
+
+
+@removes_new_output_on_failure(_published)  # a run that fails before its first model leaves no folder
 def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: str | Path | Recipe | dict,
              out: str | Path, resume: bool = False, *, max_accuracy_drop: float | None = None,
              time_budget: float | None = None, adapt: bool | None = None, data_dir: str | Path | None = None,
@@ -248,7 +255,7 @@ def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: s
     bundle = _load_data(original.meta, recipe, data_dir, data)
     if bundle.val is None:
         raise ConfigError(f"{bundle.name}: no validation split to judge the accuracy budget on; hold some "
-                          "training samples out (edgeslim.data.hold_out)")
+                          "training samples out (edgeslim.data.datasets.hold_out)")
     teacher = load_checkpoint(out / "stages" / ORIGINAL).model
     run = _Run(out, recipe, state, bundle, teacher, original.meta, progress, con, adapt, time_budget)
     if state["baseline"] is None:
@@ -505,9 +512,10 @@ def _finish_speedups(rows: list[dict]) -> None:
 
 def _print_summary(con, report: dict) -> None:
     from ..report import rich_table
-    from ..report.pipeline import TERMINAL_COLUMNS
+    from ..report.pipeline import TERMINAL_COLUMNS, TERMINAL_NARROW
 
-    con.print(rich_table(report["rows"], TERMINAL_COLUMNS, title=f"recipe {report['recipe']}"))
+    con.print(rich_table(report["rows"], TERMINAL_COLUMNS, title=f"recipe {report['recipe']}",
+                         narrow=TERMINAL_NARROW))
     con.print(f"{report['size_reduction']:.1f}x smaller file ({report['zstd_size_reduction']:.1f}x after zstd); "
               f"report: {Path(report['folder']) / 'report.md'}")
     for w in report["warnings"]:

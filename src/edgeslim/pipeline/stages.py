@@ -155,11 +155,8 @@ def run_export(stage: ExportStage, state: ModelState, ctx: StageContext) -> Mode
 
 
 def _export_eslim(state: ModelState, ctx: StageContext) -> Path:
-    try:
-        from ..export import artifact
-    except ImportError:
-        raise ConfigError("export format 'eslim' needs edgeslim.export.artifact, which this installation "
-                          "lacks; use format: onnx") from None
+    from ..export import artifact
+
     if not state.is_torch:
         raise ConfigError("export format 'eslim' packs a PyTorch model; put it before any quantize stage")
     out = ctx.stage_dir / "model.eslim"

@@ -253,7 +253,10 @@ def _qat(ctx: _Context) -> Result:
         from ..distill import kd_loss_fn
 
         kd = kd_loss_fn(ctx.model, cfg.finetune.temperature, cfg.finetune.alpha, seed=cfg.seed)
-    history = fit(m, ctx.train, ctx.finetune(cfg.finetune.epochs), loss_fn=kd, progress=False, description="qat")
+    epochs = cfg.finetune.epochs
+    history = fit(m, ctx.train, ctx.finetune(epochs), loss_fn=kd, progress=False, description="qat",
+                  on_epoch=lambda r: ctx.log(f"QAT epoch {r['epoch']}/{epochs}: loss {r['train_loss']:.4f}, "
+                                             f"train accuracy {r['train_accuracy']:.3f} ({r['seconds']:.0f} s)"))
     learned = finish_qat(m)
     work = Path(tempfile.mkdtemp(prefix="q-", dir=ctx.out))
     try:

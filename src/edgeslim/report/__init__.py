@@ -1,4 +1,4 @@
 """Reports: Markdown/JSON files and terminal tables."""
-from .tables import fmt, markdown_table, rich_table
+from .tables import console_width, fmt, markdown_table, rich_table
 
-__all__ = ["fmt", "markdown_table", "rich_table"]
+__all__ = ["console_width", "fmt", "markdown_table", "rich_table"]

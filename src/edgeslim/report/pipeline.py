@@ -12,6 +12,9 @@ REPORT_COLUMNS = ["stage", "what", "val_accuracy", "val_drop_points", "accuracy"
 TERMINAL_COLUMNS = ["stage", "val_drop_points", "accuracy", "drop_points", "file_bytes", "macs", "p50_ms", "speedup"]
 PARETO_COLUMNS = ["trial", "accuracy", "drop_points", "size_bytes", "p50_ms", "feasible", "sparsity",
                   "structured_ratio", "width", "kd_temperature", "share_bits", "bits"]
+# what an 80-column terminal shows (rich_table's narrow columns); files and --json keep them all
+TERMINAL_NARROW = ["stage", "accuracy", "drop_points", "file_bytes", "speedup"]
+PARETO_NARROW = ["trial", "accuracy", "drop_points", "size_bytes", "p50_ms", "feasible"]
 
 
 def compress_report_markdown(report: dict[str, Any]) -> str:

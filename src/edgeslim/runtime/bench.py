@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -46,7 +45,7 @@ def benchmark(paths: list[str | os.PathLike], batch: int = 1, threads: int | Non
         for _ in range(warmup):
             r.predict(x)
         runners.append(r)
-        results.append({"model": str(p), "file_bytes": Path(p).stat().st_size, "batch": batch,
+        results.append({"model": str(r.path), "file_bytes": r.path.stat().st_size, "batch": batch,
                         "threads": threads or os.cpu_count(), "session_init_ms": init_s * 1000,
                         "rss_increase_mb": (current_rss_bytes() - rss0) / 2**20, "_x": x, "_t": []})
     for _ in range(rounds):

@@ -82,12 +82,29 @@ class OnnxFile:
         return str(self.path) if self.has_external_data else self.data
 
 
+def model_file(path: str | os.PathLike, suffixes: tuple[str, ...] = (".onnx", ".eslim")) -> Path:
+    """The model file to open for ``path``: ``path`` itself, or for a folder (a checkpoint, or
+    what ``quantize`` / ``compress`` wrote) the ``model.onnx`` (``export``) or ``model.eslim``
+    (``pack``) inside it, the first of ``suffixes`` present. A folder without one is refused
+    with one line saying to export it, not ONNX Runtime's traceback."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    names = [f"model{s}" for s in suffixes]
+    for name in names:
+        if (path / name).is_file():
+            return path / name
+    raise _fail(path, f"is a directory with no exported model in it ({' or '.join(names)}); if it is a checkpoint "
+                      f"folder, run `edgeslim export {path}` first")
+
+
 def open_onnx(path: str | os.PathLike) -> OnnxFile:
-    """Read and check an ONNX file (see the module docstring); ``FileNotFoundError`` if missing."""
+    """Read and check an ONNX file (see the module docstring), or the ``model.onnx`` of a folder
+    (``model_file``); ``FileNotFoundError`` if missing."""
     import onnx
     from google.protobuf.message import DecodeError
 
-    path = Path(path)
+    path = model_file(path, (".onnx",))
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
     if path.is_dir():

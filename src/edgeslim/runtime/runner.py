@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError
-from .onnx_file import open_onnx
+from .onnx_file import model_file, open_onnx
 from .preprocess import Preprocess
 
 METADATA_KEY = "edgeslim"
@@ -42,11 +42,13 @@ class Runner:
     """An ONNX Runtime session plus the preprocessing and class names stored with the model."""
 
     def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None, name: str | None = None,
-                 metadata: dict[str, Any] | None = None):
+                 metadata: dict[str, Any] | None = None, path: Path | None = None):
         import onnxruntime as ort
 
         source = model if isinstance(model, bytes) else open_onnx(model).session_source()
-        self.name = name or (Path(model).name if not isinstance(model, bytes) else "model")
+        # the file the model came from (an .eslim's, for bytes unpacked from one)
+        self.path = path if path is not None or isinstance(model, bytes) else model_file(model, (".onnx",))
+        self.name = name or (self.path.name if self.path is not None else "model")
         try:
             self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT's own error types (InvalidGraph, Fail, ...) for models it cannot run
@@ -110,11 +112,13 @@ def load_model(path: str | os.PathLike, threads: int | None = None, public_key: 
     is given; running one unverified logs a one-line warning. ``require_signature=True`` (default:
     the ``EDGESLIM_REQUIRE_SIGNATURE`` environment variable) refuses anything that is not an
     ``.eslim`` whose signature verified. ``False``: no policy and no warning, for files the
-    caller has just written itself."""
-    path = Path(path)
+    caller has just written itself. A folder stands for the exported model in it (``model_file``):
+    its ``model.eslim`` first when a signature is to be checked, else its ``model.onnx`` first."""
+    required = signature_required(require_signature)
+    signed_first = public_key is not None or required
+    path = model_file(path, (".eslim", ".onnx") if signed_first else (".onnx", ".eslim"))
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
-    required = signature_required(require_signature)
     if path.suffix != ".eslim":
         if public_key is not None:
             raise ArtifactError(f"{path}: .onnx files carry no signature, so --verify cannot check it; pack it "
@@ -133,4 +137,4 @@ def load_model(path: str | os.PathLike, threads: int | None = None, public_key: 
         state = "signed, but no public key was given" if metadata["artifact"]["signed"] else "not signed"
         log.warning("warning: running %s unverified (%s; only its checksums were checked); pass --verify KEY.pub, "
                     "or set %s=1 to refuse unverified models", path, state, REQUIRE_SIGNATURE_ENV)
-    return Runner(onnx_bytes, threads, name=path.name, metadata=metadata)
+    return Runner(onnx_bytes, threads, name=path.name, metadata=metadata, path=path)

@@ -29,7 +29,8 @@ def generate_keypair(out: str | os.PathLike, overwrite: bool = False) -> tuple[P
     out = Path(out)
     pub = public_key_path(out)
     if not overwrite and (out.exists() or pub.exists()):
-        raise ArtifactError(f"{out} or {pub} already exists; refusing to overwrite a key (pass overwrite=True)")
+        raise ArtifactError(f"{out} or {pub} already exists; refusing to overwrite a key (`edgeslim keygen "
+                            "--overwrite`, or overwrite=True in Python, replaces it)")
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())

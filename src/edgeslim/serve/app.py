@@ -20,9 +20,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from ..runtime.affinity import pinned_thread
 from ..runtime.runner import load_model, top_class
 from . import tensor_format as tf
-from .affinity import pinned_thread
 from .auth import is_authorized
 from .batching import DynamicBatcher
 from .config import ServeSettings, default_max_body_bytes

@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 
 from ..errors import ConfigError, DataError, EdgeslimError
+from ..runtime.affinity import pinned_thread
 from . import tensor_format as tf
-from .affinity import pinned_thread
 from .auth import bearer_header
 from .netem import EmulatedNetworkTransport, Link, nodelay_transport
 
