@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 from ..runtime.preprocess import Preprocess
-from .registry import create, list_models
+from .registry import create, list_models, model_spec
 
 WEIGHTS = "weights.safetensors"
 META = "model.json"
@@ -149,10 +149,8 @@ def build_architecture(arch: Any, trust_code: CodeTrust | None = None) -> nn.Mod
         if name not in list_models():
             raise CheckpointError(f"model.json names the unknown model {name!r}; registered models: "
                                   f"{', '.join(list_models())}")
-        if name == "efficientnet-lite0":
-            kwargs = {**kwargs, "pretrained": False}  # the saved weights replace them
-        try:
-            model = create(name, **kwargs)
+        try:  # the saved weights replace any pretrained ones: none are read
+            model = create(name, **model_spec(name).without_pretrained(kwargs))
         except TypeError as e:
             raise CheckpointError(f"model {name!r} does not take the arguments {sorted(kwargs)} ({e})") from None
         model.edgeslim_arch = dict(arch)

@@ -34,13 +34,8 @@ def finetune_config(trained_with: TrainConfig | dict | None = None, augment: boo
 
 
 def model_kwargs_for(name: str, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
-    """Arguments that fit a built-in model to a data set's input shape and classes."""
-    c, h, w = input_shape
-    if name == "lenet-300-100":
-        return {"num_classes": num_classes, "in_features": c * h * w}
-    if name in ("seed-cnn", "lenet-5"):
-        return {"num_classes": num_classes, "in_channels": c, "input_size": h}
-    return {"num_classes": num_classes}
+    """Arguments that fit a registered model to a data set's input shape and classes (its spec's)."""
+    return model_spec(name).kwargs_for(input_shape, num_classes)
 
 
 def load_data_for(model_name: str | None, dataset: str, data_dir: str | Path | None = None) -> DataBundle:
