@@ -43,6 +43,21 @@ def _global_options(ctx: typer.Context,
         ctx.with_resource(trusted_code(True if trust_code else allow_class))
 # ONNX Runtime threads; unset: its default (all cores)
 _THREADS_OPT = typer.Option(None, min=1, help="ONNX Runtime threads (default: all cores)")
+# Every command that takes a model takes the same sources (edgeslim.models.resolve_model).
+_MODEL_HELP = ("checkpoint folder, or registry model NAME[,key=value...] (e.g. efficientnet-lite0, "
+               "resnet18,num_classes=10,small_input=true), or module:Class with --trust-code")
+_WEIGHTS_OPT = typer.Option(None, "--weights", help="safetensors state_dict loaded into the model key for key "
+                                                    "(e.g. torchvision weights into resnet18)")
+
+
+def _model_source(model, weights: Optional[Path]):
+    """The model argument for the library, which resolves names and folders itself; with
+    --weights it is resolved here, once, with the weights loaded."""
+    if weights is None:
+        return model
+    from .models import resolve_model
+
+    return resolve_model(model, weights)
 
 
 def _print_json(obj) -> None:
@@ -59,7 +74,9 @@ def models_cmd() -> None:
 
 
 @app.command()
-def train(model: str = typer.Option("seed-cnn", help="registered model name (see `edgeslim models`)"),
+def train(model: str = typer.Option("seed-cnn", help="registered model name (see `edgeslim models`; fitted to the "
+                                                   "data set), or any model source to train further: " + _MODEL_HELP),
+          weights: Optional[Path] = _WEIGHTS_OPT,
           dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, digits, or an image folder"),
           epochs: int = typer.Option(10, min=0), batch_size: int = typer.Option(128, min=1),
           lr: float = typer.Option(2e-3), seed: int = typer.Option(0),
@@ -80,14 +97,16 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=shift, hflip=hflip)
     except ValidationError as e:
         raise config_error(e, "train option") from None
-    ckpt = train_model(model, dataset, config, out=out, data_dir=data_dir, val_samples=val_samples)
+    ckpt = train_model(_model_source(model, weights), dataset, config, out=out, data_dir=data_dir,
+                       val_samples=val_samples)
     m = ckpt.meta["metrics"]
     console.print(f"test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} "
                   f"({m['train_seconds']:.0f} s); checkpoint written to {out}")
 
 
 @app.command("eval")
-def eval_cmd(checkpoint: Path = typer.Argument(..., help="checkpoint folder, or an exported .onnx / .eslim file"),
+def eval_cmd(checkpoint: Path = typer.Argument(..., help="an exported .onnx / .eslim file, or " + _MODEL_HELP),
+             weights: Optional[Path] = _WEIGHTS_OPT,
              dataset: Optional[str] = None, data_dir: Optional[Path] = None,
              limit: Optional[int] = typer.Option(None, min=1, help="evaluate on the first N test samples"),
              as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
@@ -96,7 +115,7 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="checkpoint folder, or 
     from .evaluate import evaluate_checkpoint
     from .report import rich_table
 
-    r = evaluate_checkpoint(checkpoint, dataset, data_dir, limit)
+    r = evaluate_checkpoint(_model_source(checkpoint, weights), dataset, data_dir, limit)
     if as_json:
         return _print_json(r)
     keys = ["accuracy", "top5", "loss", "params", "nonzero_params", "sparsity", "macs", "bytes", "samples"]
@@ -106,7 +125,8 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="checkpoint folder, or 
 
 
 @app.command()
-def export(checkpoint: Path, fmt: str = typer.Option("onnx", "--format"),
+def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights: Optional[Path] = _WEIGHTS_OPT,
+           fmt: str = typer.Option("onnx", "--format"),
            out: Optional[Path] = typer.Option(None, help="output file (default: CHECKPOINT/model.onnx)"),
            data_dir: Optional[Path] = None,
            optimize: str = typer.Option("auto", help="exact graph rewrites for ONNX Runtime: auto (keep those "
@@ -117,7 +137,7 @@ def export(checkpoint: Path, fmt: str = typer.Option("onnx", "--format"),
 
     if optimize not in ("auto", "always", "never"):
         raise EdgeslimError(f"--optimize must be auto, always or never, got {optimize!r}")
-    r = export_checkpoint(checkpoint, out, fmt, data_dir=data_dir, optimize=optimize)
+    r = export_checkpoint(_model_source(checkpoint, weights), out, fmt, data_dir=data_dir, optimize=optimize)
     if as_json:
         return _print_json(r)
     folded = f"; folded max-pool into conv: {', '.join(r['folded_conv_pool'])}" if r["folded_conv_pool"] else ""
@@ -191,7 +211,7 @@ def demo(out: Path = typer.Option(Path("runs/demo")), epochs: int = typer.Option
 
 # ---- prune commands (issue 3) ----
 @app.command("prune")
-def prune_cmd(checkpoint: Path,
+def prune_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights: Optional[Path] = _WEIGHTS_OPT,
               out: Path = typer.Option(..., help="checkpoint folder to write"),
               method: str = typer.Option("unstructured", help="unstructured | structured | nm"),
               criterion: str = typer.Option("magnitude", help="magnitude | taylor | l1 | bn_scale"),
@@ -242,7 +262,7 @@ def prune_cmd(checkpoint: Path,
               "layer_sparsity": parse_layer_values(layer_sparsity), "round_to": round_to}
     # unset options stay unset, so the config's own defaults (which depend on the method) apply
     config = {k: v for k, v in config.items() if v is not None}
-    r = prune_checkpoint(checkpoint, config, out, dataset=dataset, data_dir=data_dir, progress=not as_json,
+    r = prune_checkpoint(_model_source(checkpoint, weights), config, out, dataset=dataset, data_dir=data_dir, progress=not as_json,
                          log=None if as_json else (lambda s: err.print(f"[cyan]{s}[/cyan]")))
     if as_json:
         return _print_json({k: v for k, v in r.items() if k not in ("finetune", "sensitivity")})
@@ -254,7 +274,8 @@ def prune_cmd(checkpoint: Path,
 
 # ---- quantize commands (issue 4) ----
 @app.command("quantize")
-def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="static | dynamic | qat | weight_sharing"),
+def quantize_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights: Optional[Path] = _WEIGHTS_OPT,
+                 method: str = typer.Option("static", help="static | dynamic | qat | weight_sharing"),
                  calibration: str = typer.Option("mse", help="minmax | percentile | entropy | mse"),
                  samples: int = typer.Option(256, help="calibration samples"),
                  per_channel: bool = typer.Option(True, "--per-channel/--per-tensor"),
@@ -280,7 +301,7 @@ def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="st
                                 bits_linear=bits_linear, threads=threads)
     except ValidationError as e:
         raise config_error(e, "quantize option") from None
-    r = quantize_checkpoint(checkpoint, config, out, data_dir, log=lambda s: err.print(f"[cyan]{s}[/cyan]"))
+    r = quantize_checkpoint(_model_source(checkpoint, weights), config, out, data_dir, log=lambda s: err.print(f"[cyan]{s}[/cyan]"))
     s = r.summary
     if as_json:
         return _print_json({k: s.get(k) for k in ("artifact", "float_accuracy", "accuracy", "accuracy_drop_points",
@@ -299,8 +320,12 @@ def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="st
 # ---- distill / artifact commands (issue 5) ----
 
 @app.command("distill")
-def distill_cmd(teacher: Path = typer.Option(..., help="teacher checkpoint folder"),
-                student: Optional[str] = typer.Option(None, help="registered model (default: the teacher's)"),
+def distill_cmd(teacher: Path = typer.Option(..., help="teacher: " + _MODEL_HELP),
+                weights: Optional[Path] = typer.Option(None, "--weights", "--teacher-weights",
+                                                       help="safetensors state_dict loaded into the teacher"),
+                student: Optional[str] = typer.Option(
+                    None, help="registered model built at --width (default: the teacher's), or a model source "
+                               "trained as it is: " + _MODEL_HELP),
                 width: float = typer.Option(0.25, min=0.01, max=1.0, help="student channel multiplier"),
                 epochs: int = typer.Option(10, min=0), temperature: float = typer.Option(4.0),
                 alpha: float = typer.Option(0.9), lr: float = typer.Option(2e-3),
@@ -324,7 +349,7 @@ def distill_cmd(teacher: Path = typer.Option(..., help="teacher checkpoint folde
                             seed=seed, hint_layers=hints, unlabeled=unlabeled, augmentation=augmentation)
     except ValidationError as e:
         raise config_error(e, "distill option") from None
-    ck = distill_checkpoint(teacher, student, width, cfg, out, dataset, data_dir)
+    ck = distill_checkpoint(_model_source(teacher, weights), student, width, cfg, out, dataset, data_dir)
     m = ck.meta["metrics"]
     console.print(f"student test accuracy {m['accuracy']:.4f} (teacher {m['teacher_accuracy']:.4f}), "
                   f"{m['train_seconds']:.0f} s; checkpoint written to {out}")
@@ -397,7 +422,8 @@ def recipes_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command("compress")
-def compress_cmd(checkpoint: Path, recipe: str = typer.Option(..., help="built-in recipe name or a YAML file"),
+def compress_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights: Optional[Path] = _WEIGHTS_OPT,
+                 recipe: str = typer.Option(..., help="built-in recipe name or a YAML file"),
                  out: Path = typer.Option(..., help="output folder (stages/, state.json, report.md/json)"),
                  resume: bool = typer.Option(False, help="continue after the last completed stage"),
                  max_accuracy_drop: Optional[float] = typer.Option(
@@ -414,7 +440,7 @@ def compress_cmd(checkpoint: Path, recipe: str = typer.Option(..., help="built-i
     from .pipeline import compress
     from .pipeline.budget import parse_duration
 
-    r = compress(checkpoint, recipe, out, resume=resume, max_accuracy_drop=max_accuracy_drop,
+    r = compress(_model_source(checkpoint, weights), recipe, out, resume=resume, max_accuracy_drop=max_accuracy_drop,
                  time_budget=parse_duration(time_budget) if time_budget else None, adapt=adapt,
                  data_dir=data_dir, progress=not as_json, console=console)
     if as_json:
@@ -422,8 +448,9 @@ def compress_cmd(checkpoint: Path, recipe: str = typer.Option(..., help="built-i
 
 
 @app.command("search")
-def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="checkpoint folder (not needed with "
+def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help=_MODEL_HELP + " (not needed with "
                                                            "--report-only)"),
+               weights: Optional[Path] = _WEIGHTS_OPT,
                out: Path = typer.Option(..., help="folder for study.db, trials/ and pareto.*"),
                max_accuracy_drop: Optional[float] = typer.Option(
                    None, min=0.0, help="budget in accuracy points [default: the --config file's, else 0.5]"),
@@ -462,7 +489,7 @@ def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="checkpoin
         # built once: the YAML file, then only the options given here (unset options are None)
         cfg = load_search_config(config, max_accuracy_drop=max_accuracy_drop, trials=trials, max_steps=max_steps,
                                  train_samples=train_samples, eval_samples=eval_samples)
-        r = search(checkpoint, out, storage=storage, study_name=study_name, workers=workers, config=cfg,
+        r = search(_model_source(checkpoint, weights), out, storage=storage, study_name=study_name, workers=workers, config=cfg,
                    data_dir=data_dir, progress=not as_json)
     if as_json:
         return _print_json({k: v for k, v in r.items() if k != "all_trials"})

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..data.datasets import DataBundle, load_dataset_for
 from ..errors import DataError
-from ..models.checkpoint import WEIGHTS, load_checkpoint
+from ..models.checkpoint import WEIGHTS, Checkpoint
+from ..models.resolve import resolve_model, source_folder, source_name
 from .metrics import evaluate_split
 from .size import file_bytes, size_report
 
@@ -28,20 +29,28 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
 
 
-def evaluate_checkpoint(folder: str | Path, dataset: str | None = None, data_dir: str | Path | None = None,
+def evaluate_checkpoint(folder: str | Path | Checkpoint, dataset: str | None = None, data_dir: str | Path | None = None,
                         limit: int | None = None) -> dict:
     """Test-set accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes of a
-    checkpoint folder, or of an exported ``.onnx`` / ``.eslim`` file (see :func:`evaluate_file`)."""
-    if Path(folder).suffix in MODEL_FILES and Path(folder).is_file():
+    model (a checkpoint folder, registry name, ...: see :func:`edgeslim.models.resolve_model`), or of an
+    exported ``.onnx`` / ``.eslim`` file (see :func:`evaluate_file`)."""
+    if not isinstance(folder, Checkpoint) and Path(folder).suffix in MODEL_FILES and Path(folder).is_file():
         return evaluate_file(folder, dataset, data_dir, limit)
-    ckpt = load_checkpoint(folder)
+    ckpt = resolve_model(folder)
+    saved = source_folder(ckpt)
     data = load_dataset_for(ckpt.meta, dataset, data_dir, default="fashion-mnist")
-    check_data_fits(data, ckpt.input_shape, ckpt.class_names, f"checkpoint {folder}")
+    check_data_fits(data, ckpt.input_shape, ckpt.class_names, f"model {source_name(ckpt)}")
     test = data.test.subset(limit) if limit else data.test
-    result = {"checkpoint": str(folder), "dataset": data.name, **evaluate_split(ckpt.model, test),
+    result = {"checkpoint": source_name(ckpt), "dataset": data.name, **evaluate_split(ckpt.model, test),
               **size_report(ckpt.model, ckpt.input_shape),
-              "bytes": file_bytes(Path(folder) / WEIGHTS), "class_names": ckpt.class_names}
+              "bytes": file_bytes(saved / WEIGHTS) if saved else _state_bytes(ckpt.model),
+              "class_names": ckpt.class_names}
     return result
+
+
+def _state_bytes(model) -> int:
+    """The weights' size in memory (a model not saved as a checkpoint folder)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
 def evaluate_file(path: str | Path, dataset: str | None = None, data_dir: str | Path | None = None,

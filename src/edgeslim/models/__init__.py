@@ -2,6 +2,7 @@
 from . import zoo  # noqa: F401  (registers the built-in models)
 from .checkpoint import load_checkpoint, save_checkpoint, trusted_code, Checkpoint
 from .registry import ModelSpec, create, list_models, model_spec, register_model
+from .resolve import load_weights, resolve_model
 
 __all__ = ["ModelSpec", "create", "list_models", "model_spec", "register_model", "load_checkpoint",
-           "save_checkpoint", "trusted_code", "Checkpoint"]
+           "save_checkpoint", "trusted_code", "Checkpoint", "load_weights", "resolve_model"]

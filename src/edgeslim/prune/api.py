@@ -334,17 +334,18 @@ def _structured(model: nn.Module, config: PruneConfig, data: Any, shape: tuple[i
     return model, {"schedule": schedule, "channels": channels, "finetune": history}
 
 
-def prune_checkpoint(folder: str | Path, config: PruneConfig | dict, out: str | Path, dataset: str | None = None,
+def prune_checkpoint(folder: str | Path | Checkpoint, config: PruneConfig | dict, out: str | Path, dataset: str | None = None,
                      data_dir: str | Path | None = None, progress: bool = True,
                      log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load a checkpoint, prune it, fine-tune it on its data set and write a normal
     checkpoint folder (eval/export/bench accept it) with the compression stage recorded."""
     from .._io import write_json
     from ..data.datasets import load_dataset_for
-    from ..models.checkpoint import load_checkpoint, save_checkpoint
+    from ..models.checkpoint import save_checkpoint
+    from ..models.resolve import resolve_model
 
     config = make_config(config)
-    ckpt = load_checkpoint(folder)
+    ckpt = resolve_model(folder)
     data = load_dataset_for(ckpt.meta, dataset, data_dir, default="fashion-mnist")
     pruned, summary = prune(ckpt, config, data, example_input_shape=ckpt.input_shape, progress=progress, log=log)
     metrics = evaluate_split(pruned, data.test)

@@ -72,10 +72,11 @@ def _as_split(data, what: str) -> Split | None:
 
 
 def _resolve_model(model) -> tuple[nn.Module, dict]:
-    from ..models.checkpoint import Checkpoint, load_checkpoint
+    from ..models.checkpoint import Checkpoint
+    from ..models.resolve import resolve_model
 
     if isinstance(model, (str, Path)):
-        model = load_checkpoint(model)
+        model = resolve_model(model)
     if isinstance(model, Checkpoint):
         return model.model, dict(model.meta)
     if isinstance(model, nn.Module):
@@ -360,9 +361,9 @@ def quantize_checkpoint(checkpoint: str | Path, config: QuantizeConfig, out: str
     evaluation (test split) and, for QAT / weight sharing, training data."""
     from ..data.datasets import load_dataset_for
     from ..errors import DataError
-    from ..models.checkpoint import load_checkpoint
+    from ..models.resolve import resolve_model
 
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = resolve_model(checkpoint)
     dataset = ckpt.meta.get("dataset")
     if not dataset:
         raise DataError(f"{checkpoint}: model.json names no dataset; use the Python API with calib_data=")
