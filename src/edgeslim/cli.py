@@ -107,7 +107,10 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
 @app.command("eval")
 def eval_cmd(checkpoint: Path = typer.Argument(..., help="an exported .onnx / .eslim file, or " + _MODEL_HELP),
              weights: Optional[Path] = _WEIGHTS_OPT,
-             dataset: Optional[str] = None, data_dir: Optional[Path] = None,
+             dataset: Optional[str] = typer.Option(
+                 None, help="fashion-mnist, digits, a class-folder tree (its test split), or a path read in "
+                            "batches: a folder of images with labels.tsv / labels.csv, .npy arrays (x.npy + y.npy)"),
+             data_dir: Optional[Path] = None,
              limit: Optional[int] = typer.Option(None, min=1, help="evaluate on the first N test samples"),
              as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
     """Accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes of a checkpoint, or of
@@ -115,7 +118,7 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="an exported .onnx / .e
     from .evaluate import evaluate_checkpoint
     from .report import rich_table
 
-    r = evaluate_checkpoint(_model_source(checkpoint, weights), dataset, data_dir, limit)
+    r = evaluate_checkpoint(_model_source(checkpoint, weights), dataset, data_dir, limit, progress=not as_json)
     if as_json:
         return _print_json(r)
     keys = ["accuracy", "top5", "loss", "params", "nonzero_params", "sparsity", "macs", "bytes", "samples"]
@@ -286,6 +289,10 @@ def quantize_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weigh
                  epochs: int = typer.Option(2, help="QAT / centroid fine-tuning epochs"),
                  bits_conv: int = typer.Option(4), bits_linear: int = typer.Option(5),
                  threads: Optional[int] = _THREADS_OPT, data_dir: Optional[Path] = None,
+                 calib_data: Optional[Path] = typer.Option(
+                     None, help="calibration data read with the model's preprocessing: a folder of images (labels.tsv /"
+                                " labels.csv or class sub-folders: calibrate on one half, measure on the other), an "
+                                "unlabeled image folder, .npy (default: the model's data set)"),
                  out: Path = typer.Option(..., help="folder for model.onnx and summary.json"),
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """Quantize a checkpoint: static int8 (QDQ), dynamic int8, QAT, or weight sharing."""
@@ -301,7 +308,8 @@ def quantize_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weigh
                                 bits_linear=bits_linear, threads=threads)
     except ValidationError as e:
         raise config_error(e, "quantize option") from None
-    r = quantize_checkpoint(_model_source(checkpoint, weights), config, out, data_dir, log=lambda s: err.print(f"[cyan]{s}[/cyan]"))
+    r = quantize_checkpoint(_model_source(checkpoint, weights), config, out, data_dir,
+                            log=lambda s: err.print(f"[cyan]{s}[/cyan]"), calib_data=calib_data, progress=not as_json)
     s = r.summary
     if as_json:
         return _print_json({k: s.get(k) for k in ("artifact", "float_accuracy", "accuracy", "accuracy_drop_points",

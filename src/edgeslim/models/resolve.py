@@ -105,6 +105,11 @@ def resolve_model(source: str | Path | Checkpoint, weights: str | Path | None = 
             ckpt.meta["weights"] = str(weights)
         ckpt.meta.setdefault("source", str(path if path.is_dir() else path.parent))
         return ckpt
+    if path.suffix == ".safetensors":
+        raise CheckpointError(f"{path}: a weights file, not a model; name the architecture and pass the file with "
+                              f"--weights (e.g. `resnet18 --weights {path}`)")
+    if path.exists() or "/" in text:  # a path, not a name: a folder that is not (or no longer) there
+        load_checkpoint(path)  # raises, naming what a checkpoint folder holds
     name, kwargs = parse_model_name(text)
     if ":" not in name and name not in list_models():
         raise CheckpointError(f"{text!r} is neither a checkpoint folder nor a registered model; registered "
