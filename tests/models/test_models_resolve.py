@@ -86,3 +86,13 @@ def test_cli_eval_and_export_a_registry_model_with_weights(tmp_path):
     assert json.loads(r.output)["max_abs_diff"] < 1e-4
     r = runner.invoke(app, ["export", SMALL_NET, "--json"])
     assert r.exit_code != 0 and "pass out=" in str(r.exception)
+
+
+def test_cli_train_fits_a_named_model_with_arguments_to_the_data(tmp_path):
+    out = tmp_path / "m"
+    r = runner.invoke(app, ["train", "--model", "mobilenet_v3_small,width=0.25", "--dataset", "digits",
+                            "--epochs", "1", "--batch-size", "256", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    arch = json.loads((out / "model.json").read_text())["architecture"]
+    assert arch == {"name": "mobilenet_v3_small",
+                    "kwargs": {"num_classes": 10, "in_channels": 1, "small_input": True, "width": 0.25}}

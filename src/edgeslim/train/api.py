@@ -61,10 +61,14 @@ def train_model(model: str | nn.Module | Checkpoint, dataset: str | DataBundle =
     accuracy budget of ``compress`` later judge on images this training never saw."""
     from ..evaluate.metrics import evaluate_split
 
-    if isinstance(model, str) and model not in list_models():  # a folder, NAME,args, module:Class: start from it
-        from ..models.resolve import resolve_model
+    if isinstance(model, str) and model not in list_models():
+        from ..models.resolve import parse_model_name, resolve_model
 
-        model = resolve_model(model).model
+        name, named_kwargs = parse_model_name(model)
+        if name in list_models() and not Path(model).exists():  # NAME,key=value: fitted to the data, then these
+            model, model_kwargs = name, {**named_kwargs, **(model_kwargs or {})}
+        else:  # a checkpoint folder or module:Class: trained further from its weights
+            model = resolve_model(model).model
     elif isinstance(model, Checkpoint):
         model = model.model
     name = model if isinstance(model, str) else None
