@@ -45,6 +45,21 @@ def _global_options(ctx: typer.Context,
         ctx.with_resource(trusted_code(True if trust_code else allow_class))
 # ONNX Runtime threads; unset: its default (all cores)
 _THREADS_OPT = typer.Option(None, min=1, help="ONNX Runtime threads (default: all cores)")
+# Every command that takes a model takes the same sources (edgeslim.models.resolve_model).
+_MODEL_HELP = ("checkpoint folder, or registry model NAME[,key=value...] (e.g. efficientnet-lite0, "
+               "resnet18,num_classes=10,small_input=true), or module:Class with --trust-code")
+_WEIGHTS_OPT = typer.Option(None, "--weights", help="safetensors state_dict loaded into the model key for key "
+                                                    "(e.g. torchvision weights into resnet18)")
+
+
+def _model_source(model, weights: Optional[Path]):
+    """The model argument for the library, which resolves names and folders itself; with
+    --weights it is resolved here, once, with the weights loaded."""
+    if weights is None:
+        return model
+    from .models import resolve_model
+
+    return resolve_model(model, weights)
 
 
 def _print_json(obj) -> None:
@@ -61,7 +76,9 @@ def models_cmd() -> None:
 
 
 @app.command()
-def train(model: str = typer.Option("seed-cnn", help="registered model name (see `edgeslim models`)"),
+def train(model: str = typer.Option("seed-cnn", help="registered model name (see `edgeslim models`; fitted to the "
+                                                   "data set), or any model source to train further: " + _MODEL_HELP),
+          weights: Optional[Path] = _WEIGHTS_OPT,
           dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, digits, or an image folder"),
           epochs: int = typer.Option(10, min=0), batch_size: int = typer.Option(128, min=1),
           lr: float = typer.Option(2e-3), seed: int = typer.Option(0),
@@ -82,15 +99,20 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=shift, hflip=hflip)
     except ValidationError as e:
         raise config_error(e, "train option") from None
-    ckpt = train_model(model, dataset, config, out=out, data_dir=data_dir, val_samples=val_samples)
+    ckpt = train_model(_model_source(model, weights), dataset, config, out=out, data_dir=data_dir,
+                       val_samples=val_samples)
     m = ckpt.meta["metrics"]
     console.print(f"test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} "
                   f"({m['train_seconds']:.0f} s); checkpoint written to {out}")
 
 
 @app.command("eval")
-def eval_cmd(checkpoint: Path = typer.Argument(..., help="checkpoint folder, or an exported .onnx / .eslim file"),
-             dataset: Optional[str] = None, data_dir: Optional[Path] = None,
+def eval_cmd(checkpoint: Path = typer.Argument(..., help="an exported .onnx / .eslim file, or " + _MODEL_HELP),
+             weights: Optional[Path] = _WEIGHTS_OPT,
+             dataset: Optional[str] = typer.Option(
+                 None, help="fashion-mnist, digits, a class-folder tree (its test split), or a path read in "
+                            "batches: a folder of images with labels.tsv / labels.csv, .npy arrays (x.npy + y.npy)"),
+             data_dir: Optional[Path] = None,
              limit: Optional[int] = typer.Option(None, min=1, help="evaluate on the first N test samples"),
              as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
     """Accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes of a checkpoint, or of
@@ -98,7 +120,7 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="checkpoint folder, or 
     from .evaluate import evaluate_checkpoint
     from .report import rich_table
 
-    r = evaluate_checkpoint(checkpoint, dataset, data_dir, limit)
+    r = evaluate_checkpoint(_model_source(checkpoint, weights), dataset, data_dir, limit, progress=not as_json)
     if as_json:
         return _print_json(r)
     keys = ["accuracy", "top5", "loss", "params", "nonzero_params", "sparsity", "macs", "bytes", "samples"]
@@ -108,7 +130,8 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="checkpoint folder, or 
 
 
 @app.command()
-def export(checkpoint: Path, fmt: str = typer.Option("onnx", "--format"),
+def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights: Optional[Path] = _WEIGHTS_OPT,
+           fmt: str = typer.Option("onnx", "--format"),
            out: Optional[Path] = typer.Option(None, help="output file (default: CHECKPOINT/model.onnx)"),
            data_dir: Optional[Path] = None,
            optimize: str = typer.Option("auto", help="exact graph rewrites for ONNX Runtime: auto (keep those "
@@ -119,7 +142,7 @@ def export(checkpoint: Path, fmt: str = typer.Option("onnx", "--format"),
 
     if optimize not in ("auto", "always", "never"):
         raise EdgeslimError(f"--optimize must be auto, always or never, got {optimize!r}")
-    r = export_checkpoint(checkpoint, out, fmt, data_dir=data_dir, optimize=optimize)
+    r = export_checkpoint(_model_source(checkpoint, weights), out, fmt, data_dir=data_dir, optimize=optimize)
     if as_json:
         return _print_json(r)
     folded = f"; folded max-pool into conv: {', '.join(r['folded_conv_pool'])}" if r["folded_conv_pool"] else ""
@@ -222,7 +245,7 @@ def _config_from(file: Optional[Path], options: dict, build, what: str):
 
 
 @app.command("prune")
-def prune_cmd(checkpoint: Path,
+def prune_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights: Optional[Path] = _WEIGHTS_OPT,
               out: Path = typer.Option(..., help="checkpoint folder to write"),
               config_file: Optional[Path] = _CONFIG_OPT,
               method: Optional[str] = typer.Option(None, show_default="unstructured",
@@ -281,7 +304,8 @@ def prune_cmd(checkpoint: Path,
         "finetune.lr": lr, "finetune.augment": finetune_augment, "finetune.distill": distill, "n": n, "m": m,
         "layers": names(layers), "exclude": names(exclude), "layer_sparsity": parse_layer_values(layer_sparsity),
         "round_to": round_to}, lambda data, source: prune_config(data, source), "prune")
-    r = prune_checkpoint(checkpoint, config, out, dataset=dataset, data_dir=data_dir, progress=not as_json,
+    r = prune_checkpoint(_model_source(checkpoint, weights), config, out, dataset=dataset, data_dir=data_dir,
+                         progress=not as_json,
                          log=None if as_json else (lambda s: err.print(f"[cyan]{s}[/cyan]")))
     s = r.summary
     if as_json:
@@ -294,7 +318,8 @@ def prune_cmd(checkpoint: Path,
 
 # ---- quantize commands (issue 4) ----
 @app.command("quantize")
-def quantize_cmd(checkpoint: Path, config_file: Optional[Path] = _CONFIG_OPT,
+def quantize_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights: Optional[Path] = _WEIGHTS_OPT,
+                 config_file: Optional[Path] = _CONFIG_OPT,
                  method: Optional[str] = typer.Option(None, show_default="static",
                                                       help="static | dynamic | qat | weight_sharing"),
                  calibration: Optional[str] = typer.Option(None, show_default="mse",
@@ -318,6 +343,10 @@ def quantize_cmd(checkpoint: Path, config_file: Optional[Path] = _CONFIG_OPT,
                  bits_linear: Optional[int] = typer.Option(None, "--bits-linear", "--linear-bits", show_default="5",
                                                            help="linear_bits (weight sharing)"),
                  threads: Optional[int] = _THREADS_OPT, data_dir: Optional[Path] = None,
+                 calib_data: Optional[Path] = typer.Option(
+                     None, help="calibration data read with the model's preprocessing: a folder of images (labels.tsv /"
+                                " labels.csv or class sub-folders: calibrate on one half, measure on the other), an "
+                                "unlabeled image folder, .npy (default: the model's data set)"),
                  out: Path = typer.Option(..., help="folder for model.onnx and summary.json"),
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """Quantize a checkpoint: static int8 (QDQ), dynamic int8, QAT, or weight sharing."""
@@ -329,7 +358,8 @@ def quantize_cmd(checkpoint: Path, config_file: Optional[Path] = _CONFIG_OPT,
         "symmetric": symmetric, "equalize": equalize, "bias_correction": bias_correction,
         "max_accuracy_drop": max_accuracy_drop, "finetune.epochs": epochs, "conv_bits": bits_conv,
         "linear_bits": bits_linear, "timing.threads": threads}, quantize_config, "quantize")
-    r = quantize_checkpoint(checkpoint, config, out, data_dir, log=lambda s: err.print(f"[cyan]{s}[/cyan]"))
+    r = quantize_checkpoint(_model_source(checkpoint, weights), config, out, data_dir,
+                            log=lambda s: err.print(f"[cyan]{s}[/cyan]"), calib_data=calib_data, progress=not as_json)
     s = r.summary
     if as_json:
         return _print_json({k: s.get(k) for k in ("artifact", "float_accuracy", "accuracy", "accuracy_drop_points",
@@ -348,9 +378,13 @@ def quantize_cmd(checkpoint: Path, config_file: Optional[Path] = _CONFIG_OPT,
 # ---- distill / artifact commands (issue 5) ----
 
 @app.command("distill")
-def distill_cmd(teacher: Path = typer.Option(..., help="teacher checkpoint folder"),
+def distill_cmd(teacher: Path = typer.Option(..., help="teacher: " + _MODEL_HELP),
+                weights: Optional[Path] = typer.Option(None, "--weights", "--teacher-weights",
+                                                       help="safetensors state_dict loaded into the teacher"),
                 config_file: Optional[Path] = _CONFIG_OPT,
-                student: Optional[str] = typer.Option(None, help="registered model (default: the teacher's)"),
+                student: Optional[str] = typer.Option(
+                    None, help="registered model built at --width (default: the teacher's), or a model source "
+                               "trained as it is: " + _MODEL_HELP),
                 width: float = typer.Option(0.25, min=0.01, max=1.0, help="student channel multiplier"),
                 epochs: Optional[int] = typer.Option(None, min=0, show_default="10", help="finetune.epochs"),
                 temperature: Optional[float] = typer.Option(None, show_default="4.0", help="finetune.temperature"),
@@ -379,7 +413,7 @@ def distill_cmd(teacher: Path = typer.Option(..., help="teacher checkpoint folde
         "finetune.epochs": epochs, "finetune.temperature": temperature, "finetune.alpha": alpha, "finetune.lr": lr,
         "finetune.batch_size": batch_size, "seed": seed, "hint_layers": [tuple(h) for h in hints] or None,
         "unlabeled": unlabeled, "finetune.augment": augments.get(augmentation)}, distill_config, "distill")
-    r = distill_checkpoint(teacher, student, width, config, out, dataset, data_dir)
+    r = distill_checkpoint(_model_source(teacher, weights), student, width, config, out, dataset, data_dir)
     m = r.summary["metrics"]
     console.print(f"student test accuracy {m['accuracy']:.4f} (teacher {m['teacher_accuracy']:.4f}), "
                   f"{m['train_seconds']:.0f} s; checkpoint written to {out}")
@@ -452,7 +486,8 @@ def recipes_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command("compress")
-def compress_cmd(checkpoint: Path, recipe: str = typer.Option(..., help="built-in recipe name or a YAML file"),
+def compress_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights: Optional[Path] = _WEIGHTS_OPT,
+                 recipe: str = typer.Option(..., help="built-in recipe name or a YAML file"),
                  out: Path = typer.Option(..., help="output folder (stages/, state.json, report.md/json)"),
                  resume: bool = typer.Option(False, help="continue after the last completed stage"),
                  max_accuracy_drop: Optional[float] = typer.Option(
@@ -469,7 +504,7 @@ def compress_cmd(checkpoint: Path, recipe: str = typer.Option(..., help="built-i
     from .pipeline import compress
     from .pipeline.budget import parse_duration
 
-    r = compress(checkpoint, recipe, out, resume=resume, max_accuracy_drop=max_accuracy_drop,
+    r = compress(_model_source(checkpoint, weights), recipe, out, resume=resume, max_accuracy_drop=max_accuracy_drop,
                  time_budget=parse_duration(time_budget) if time_budget else None, adapt=adapt,
                  data_dir=data_dir, progress=not as_json, console=console)
     if as_json:
@@ -477,8 +512,9 @@ def compress_cmd(checkpoint: Path, recipe: str = typer.Option(..., help="built-i
 
 
 @app.command("search")
-def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="checkpoint folder (not needed with "
+def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help=_MODEL_HELP + " (not needed with "
                                                            "--report-only)"),
+               weights: Optional[Path] = _WEIGHTS_OPT,
                out: Path = typer.Option(..., help="folder for study.db, trials/ and pareto.*"),
                max_accuracy_drop: Optional[float] = typer.Option(
                    None, min=0.0, help="budget in accuracy points [default: the --config file's, else 0.5]"),
@@ -517,7 +553,7 @@ def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="checkpoin
         # built once: the YAML file, then only the options given here (unset options are None)
         cfg = load_search_config(config, max_accuracy_drop=max_accuracy_drop, trials=trials, max_steps=max_steps,
                                  train_samples=train_samples, eval_samples=eval_samples)
-        r = search(checkpoint, out, storage=storage, study_name=study_name, workers=workers, config=cfg,
+        r = search(_model_source(checkpoint, weights), out, storage=storage, study_name=study_name, workers=workers, config=cfg,
                    data_dir=data_dir, progress=not as_json)
     if as_json:
         return _print_json({k: v for k, v in r.items() if k != "all_trials"})

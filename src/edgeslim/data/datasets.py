@@ -242,7 +242,28 @@ def load_dataset(name: str, data_dir: str | Path | None = None, pad_to: int | No
         return load_fashion_mnist(data_dir, pad_to=pad_to)
     if name == "digits":
         return load_digits(pad_to=pad_to)
-    if Path(name).is_dir():
+    from .sources import data_kind, open_data
+
+    kind = data_kind(name) if Path(name).exists() else None
+    if kind is not None and kind.name == "class-folders":
         return load_image_folder(name)
-    raise DataError(f"unknown dataset {name!r}: use 'fashion-mnist', 'digits' or a folder of "
-                    "class sub-folders")
+    if kind is not None:
+        return bundle_from_source(open_data(name, Preprocess(channels=1, resize=(32, 32))), pad_to=pad_to)
+    raise DataError(f"unknown dataset {name!r}: use 'fashion-mnist', 'digits' or a path: a folder of class "
+                    "sub-folders, a folder of images with labels.tsv / labels.csv, or .npy arrays (x.npy + y.npy)")
+
+
+def bundle_from_source(source, pad_to: int | None = None, test_fraction: float = 0.2, seed: int = 0) -> DataBundle:
+    """A labelled data source (``edgeslim.data.sources``) in memory, split into train and test,
+    normalised with training-split statistics: for training, which reads every sample anyway."""
+    if not source.labelled:
+        raise DataError(f"{source.name}: has no labels ({source.kind}); training and evaluation need labels "
+                        "(labels.tsv / labels.csv, class sub-folders or y.npy); calibration does not")
+    px, y = source.pixels(), source.labels
+    if px.dtype != np.uint8:
+        raise DataError(f"{source.name}: float inputs are taken as model inputs; training reads uint8 pixels")
+    order = np.random.default_rng(seed).permutation(len(px))
+    n_test = max(1, int(len(px) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    names = source.class_names or [str(i) for i in range(int(y.max()) + 1)]
+    return bundle_from_pixels(source.name, px[train], y[train], px[test], y[test], names, pad_to=pad_to)

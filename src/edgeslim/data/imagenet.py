@@ -13,6 +13,10 @@ from .datasets import Split
 
 IMAGENET_PREPROCESS = Preprocess(channels=3, resize_short=256, crop=224, mean=(0.5, 0.5, 0.5),
                                  std=(0.5, 0.5, 0.5))
+# torchvision's ImageNet weights (resize 256, centre crop 224, ImageNet mean/std; bicubic
+# here where torchvision resizes bilinearly)
+TORCHVISION_PREPROCESS = Preprocess(channels=3, resize_short=256, crop=224, mean=(0.485, 0.456, 0.406),
+                                    std=(0.229, 0.224, 0.225))
 
 
 def default_imagenet_samples_dir() -> Path | None:

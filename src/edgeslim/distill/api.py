@@ -269,25 +269,31 @@ def width_student(teacher: nn.Module, width: float, input_shape: tuple[int, ...]
         raise ConfigError(f"model {name!r} has no width argument ({e})") from None
 
 
-def distill_checkpoint(teacher: str | Path, student: str | None = None, width: float = 0.25,
-                       config: Distill | dict | None = None, out: str | Path | None = None,
+def distill_checkpoint(teacher: str | Path | Checkpoint, student: str | Checkpoint | None = None,
+                       width: float = 0.25, config: Distill | dict | None = None, out: str | Path | None = None,
                        dataset: str | None = None, data_dir: str | Path | None = None,
                        progress: bool = True) -> Result:
-    """``edgeslim distill``: teacher checkpoint -> distilled student checkpoint. ``student`` is
-    a registered model name (default: the teacher's architecture) built at ``width``.
+    """``edgeslim distill``: teacher model -> distilled student checkpoint. ``student`` is a
+    registered model name built at ``width`` (default: the teacher's architecture), or any other
+    model source :func:`edgeslim.models.resolve_model` accepts, trained as it is.
     ``Result.artifact`` is the folder written (``out``; None: nothing written), ``summary`` the
     student's checkpoint meta (``metrics``: test accuracy, the teacher's, training time)."""
     from ..data.datasets import load_dataset_for
     from ..evaluate.metrics import evaluate_split
     from ..train.api import checkpoint_meta, model_kwargs_for
 
+    from ..models.registry import list_models
+    from ..models.resolve import resolve_model, source_name
+
     config = distill_config(config)
-    t_ckpt = load_checkpoint(teacher)
+    t_ckpt = resolve_model(teacher)
     t_name = t_ckpt.meta["architecture"]["name"]
     # the student sees the teacher's inputs: the data set padded as the teacher's was
     data = load_dataset_for(t_ckpt.meta, dataset, data_dir, default="fashion-mnist")
     if student is None or student == t_name:
         s_model = width_student(t_ckpt.model, width)
+    elif isinstance(student, Checkpoint) or student not in list_models():  # a folder, NAME,args, module:Class
+        s_model = resolve_model(student).model
     else:
         kwargs = {**model_kwargs_for(student, data.input_shape, data.num_classes), "width": width}
         s_model = create(student, **kwargs)
@@ -300,7 +306,7 @@ def distill_checkpoint(teacher: str | Path, student: str | None = None, width: f
     metrics["train_seconds"] = time.perf_counter() - t0
     metrics["teacher_accuracy"] = t_ckpt.meta.get("metrics", {}).get("accuracy", math.nan)
     meta = checkpoint_meta(data, metrics, history=history, validation=data.validation,
-                           distill={"teacher": str(teacher), "width": width, **config.model_dump()})
+                           distill={"teacher": source_name(t_ckpt), "width": width, **config.model_dump()})
     if out is not None:
         save_checkpoint(s_model, out, meta)
     return Result(model=s_model, artifact=Path(out) if out is not None else None,

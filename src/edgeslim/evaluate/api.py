@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..data.datasets import DataBundle, load_dataset_for
 from ..errors import DataError
-from ..models.checkpoint import WEIGHTS, load_checkpoint
+from ..models.checkpoint import WEIGHTS, Checkpoint
+from ..models.resolve import resolve_model, source_folder, source_name
 from .metrics import evaluate_split
 from .size import file_bytes, size_report
 
@@ -19,7 +20,7 @@ def check_data_fits(data: DataBundle, input_shape: tuple[int, ...], class_names:
     if tuple(data.input_shape) != tuple(input_shape):
         raise DataError(f"data set {data.name} gives inputs of shape {tuple(data.input_shape)}, but {what} takes "
                         f"{tuple(input_shape)}; evaluate it on the data set it was trained on")
-    if class_names and list(class_names) != list(data.class_names):
+    if class_names and data.class_names and list(class_names) != list(data.class_names):
         raise DataError(f"data set {data.name} has classes {_names(data.class_names)}, but {what} predicts "
                         f"{_names(class_names)}; evaluate it on the data set it was trained on")
 
@@ -28,24 +29,76 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
 
 
-def evaluate_checkpoint(folder: str | Path, dataset: str | None = None, data_dir: str | Path | None = None,
-                        limit: int | None = None) -> dict:
-    """Test-set accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes of a
-    checkpoint folder, or of an exported ``.onnx`` / ``.eslim`` file (see :func:`evaluate_file`)."""
-    if Path(folder).suffix in MODEL_FILES and Path(folder).is_file():
-        return evaluate_file(folder, dataset, data_dir, limit)
-    ckpt = load_checkpoint(folder)
-    data = load_dataset_for(ckpt.meta, dataset, data_dir, default="fashion-mnist")
-    check_data_fits(data, ckpt.input_shape, ckpt.class_names, f"checkpoint {folder}")
+def streamed_path(dataset: str | Path | None) -> bool:
+    """Whether ``dataset`` is a path read in batches (labels file, image folder, .npy), not a data
+    set held in memory (fashion-mnist, digits, a class-folder tree split into train/test)."""
+    from ..data.sources import data_kind
+
+    if dataset is None or not Path(dataset).exists():
+        return False
+    kind = data_kind(dataset)
+    return kind is not None and kind.name != "class-folders"
+
+
+def evaluate_source(model, source, limit: int | None = None, batch_size: int = 64, progress: bool = False) -> dict:
+    """Metrics over a data source read a batch at a time (memory bounded by the batch; only the
+    logits are kept). ``model``: torch or a numpy callable (an ONNX runner)."""
+    import numpy as np
+    import torch
+
+    from .metrics import metrics_from_logits, predict_logits
+
+    if not source.labelled:
+        raise DataError(f"{source.name}: has no labels ({source.kind}); evaluation needs labels.tsv / labels.csv, "
+                        "class sub-folders or y.npy")
+    indices = np.arange(min(limit or len(source), len(source)))
+    logits, labels = [], []
+    for x, y in source.batches(batch_size, indices, progress, f"evaluate on {source.name}"):
+        logits.append(predict_logits(model, torch.from_numpy(x), batch_size))
+        labels.append(torch.from_numpy(y))
+    return metrics_from_logits(torch.cat(logits), torch.cat(labels))
+
+
+def _evaluate_data(model, meta: dict, preprocess, input_shape, class_names, what: str, dataset, data_dir,
+                   limit: int | None, progress: bool) -> tuple[str, dict]:
+    """(data set name, metrics): a streamed path in batches, else the test split of a data set."""
+    if streamed_path(dataset):
+        from ..data.sources import open_data
+
+        source = open_data(dataset, preprocess)
+        check_data_fits(source, input_shape, class_names, what)
+        return source.name, evaluate_source(model, source, limit, progress=progress)
+    data = load_dataset_for(meta, dataset, data_dir, default="fashion-mnist")
+    check_data_fits(data, input_shape, class_names, what)
     test = data.test.subset(limit) if limit else data.test
-    result = {"checkpoint": str(folder), "dataset": data.name, **evaluate_split(ckpt.model, test),
+    return data.name, evaluate_split(model, test)
+
+
+def evaluate_checkpoint(folder: str | Path | Checkpoint, dataset: str | None = None, data_dir: str | Path | None = None,
+                        limit: int | None = None, progress: bool = False) -> dict:
+    """Test-set accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes of a
+    model (a checkpoint folder, registry name, ...: see :func:`edgeslim.models.resolve_model`), or of an
+    exported ``.onnx`` / ``.eslim`` file (see :func:`evaluate_file`)."""
+    if not isinstance(folder, Checkpoint) and Path(folder).suffix in MODEL_FILES and Path(folder).is_file():
+        return evaluate_file(folder, dataset, data_dir, limit, progress=progress)
+    ckpt = resolve_model(folder)
+    saved = source_folder(ckpt)
+    name, metrics = _evaluate_data(ckpt.model, ckpt.meta, ckpt.preprocess, ckpt.input_shape, ckpt.class_names,
+                                   f"model {source_name(ckpt)}", dataset, data_dir, limit, progress)
+    result = {"checkpoint": source_name(ckpt), "dataset": name, **metrics,
               **size_report(ckpt.model, ckpt.input_shape),
-              "bytes": file_bytes(Path(folder) / WEIGHTS), "class_names": ckpt.class_names}
+              "bytes": file_bytes(saved / WEIGHTS) if saved else _state_bytes(ckpt.model),
+              "class_names": ckpt.class_names}
     return result
 
 
+def _state_bytes(model) -> int:
+    """The weights' size in memory (a model not saved as a checkpoint folder)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
 def evaluate_file(path: str | Path, dataset: str | None = None, data_dir: str | Path | None = None,
-                  limit: int | None = None, public_key: str | Path | None = None) -> dict:
+                  limit: int | None = None, public_key: str | Path | None = None, progress: bool = False) -> dict:
     """Test-set metrics of a deployable file, run by ONNX Runtime with the preprocessing and data
     set recorded in its metadata; parameters and non-zeros are counted from its weights."""
     from ..runtime import load_model
@@ -55,10 +108,11 @@ def evaluate_file(path: str | Path, dataset: str | None = None, data_dir: str | 
     meta = runner.metadata
     if not (dataset or meta.get("dataset")):
         raise DataError(f"{path}: its metadata names no data set; pass --dataset")
-    data = load_dataset_for(meta, dataset, data_dir)
-    check_data_fits(data, runner.input_shape, runner.class_names, str(path))
-    test = data.test.subset(limit) if limit else data.test
-    result = {"checkpoint": str(path), "dataset": data.name, **evaluate_split(runner, test),
+    from ..runtime.preprocess import Preprocess
+
+    name, metrics = _evaluate_data(runner, meta, Preprocess.from_dict(meta.get("preprocess", {})), runner.input_shape,
+                                   runner.class_names, str(path), dataset, data_dir, limit, progress)
+    result = {"checkpoint": str(path), "dataset": name, **metrics,
               "bytes": file_bytes(path), "class_names": runner.class_names, "evaluated_with": "onnxruntime"}
     if Path(path).suffix == ".onnx":
         stats = onnx_weight_stats(path)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from ..data.datasets import load_dataset_for
 from ..errors import ConfigError
-from ..models.checkpoint import Checkpoint, load_checkpoint
+from ..models.checkpoint import Checkpoint
+from ..models.resolve import resolve_model, source_folder
 from .onnx_export import export_onnx, parity
 from .optimize import GraphOptimization, OptimizeMode, folded_nodes
 
@@ -26,7 +27,7 @@ def export_deployed(model, path: str | Path, input_shape: tuple[int, ...], metad
                        optimize=GraphOptimization("auto", timing.batch[0], timing.threads))
 
 
-def export_checkpoint(folder: str | Path, out: str | Path | None = None, fmt: str = "onnx",
+def export_checkpoint(folder: str | Path | Checkpoint, out: str | Path | None = None, fmt: str = "onnx",
                       parity_samples: int = 256, data_dir: str | Path | None = None,
                       optimize: OptimizeMode = "auto") -> dict:
     """Export a checkpoint and check parity on real test images (random inputs if the
@@ -34,8 +35,10 @@ def export_checkpoint(folder: str | Path, out: str | Path | None = None, fmt: st
     where measured faster here (``auto``), always, or never (``edgeslim.export.optimize``)."""
     if fmt != "onnx":
         raise ConfigError(f"format {fmt!r} is not supported; use 'onnx' (or `edgeslim pack` for a compressed .eslim)")
-    ckpt = load_checkpoint(folder)
-    out = Path(out) if out else Path(folder) / "model.onnx"
+    ckpt = resolve_model(folder)
+    if out is None and source_folder(ckpt) is None:
+        raise ConfigError(f"{folder}: not a checkpoint folder, so there is no default output; pass out= (--out)")
+    out = Path(out) if out else source_folder(ckpt) / "model.onnx"
     export_onnx(ckpt.model, out, ckpt.input_shape, onnx_metadata(ckpt), optimize=optimize)
     inputs, source = _parity_inputs(ckpt, parity_samples, data_dir)
     return {"onnx": str(out), "bytes": out.stat().st_size, "parity_inputs": source,

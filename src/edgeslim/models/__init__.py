@@ -1,7 +1,8 @@
 """Model zoo: ``create("seed-cnn")``, ``list_models()`` and checkpoints."""
 from . import zoo  # noqa: F401  (registers the built-in models)
 from .checkpoint import load_checkpoint, save_checkpoint, trusted_code, Checkpoint
-from .registry import create, list_models, model_spec, register_model
+from .registry import ModelSpec, create, list_models, model_spec, register_model
+from .resolve import load_weights, resolve_model
 
-__all__ = ["create", "list_models", "model_spec", "register_model", "load_checkpoint",
-           "save_checkpoint", "trusted_code", "Checkpoint"]
+__all__ = ["ModelSpec", "create", "list_models", "model_spec", "register_model", "load_checkpoint",
+           "save_checkpoint", "trusted_code", "Checkpoint", "load_weights", "resolve_model"]

@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 from ..runtime.preprocess import Preprocess
-from .registry import create, list_models
+from .registry import create, list_models, model_spec
 
 WEIGHTS = "weights.safetensors"
 META = "model.json"
@@ -135,9 +135,10 @@ def architecture_of(model: nn.Module) -> dict[str, Any]:
     return {"name": f"{cls.__module__}:{cls.__qualname__}", "kwargs": {}}
 
 
-def build_architecture(arch: Any, trust_code: CodeTrust | None = None) -> nn.Module:
+def build_architecture(arch: Any, trust_code: CodeTrust | None = None, pretrained: bool = False) -> nn.Module:
     """The model ``arch`` (``{"name", "kwargs"}`` from model.json) describes, with untrained
-    weights. Registry names only, unless ``trust_code`` (default: the ``trusted_code`` context)
+    weights (``pretrained``: a registry model's own pretrained weights, if it has any).
+    Registry names only, unless ``trust_code`` (default: the ``trusted_code`` context)
     allows the named class."""
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
         raise CheckpointError(f"architecture must be an object with a string 'name', got {arch!r:.80}")
@@ -149,10 +150,8 @@ def build_architecture(arch: Any, trust_code: CodeTrust | None = None) -> nn.Mod
         if name not in list_models():
             raise CheckpointError(f"model.json names the unknown model {name!r}; registered models: "
                                   f"{', '.join(list_models())}")
-        if name == "efficientnet-lite0":
-            kwargs = {**kwargs, "pretrained": False}  # the saved weights replace them
-        try:
-            model = create(name, **kwargs)
+        try:  # weights about to be loaded replace any pretrained ones: none are read
+            model = create(name, **(kwargs if pretrained else model_spec(name).without_pretrained(kwargs)))
         except TypeError as e:
             raise CheckpointError(f"model {name!r} does not take the arguments {sorted(kwargs)} ({e})") from None
         model.edgeslim_arch = dict(arch)

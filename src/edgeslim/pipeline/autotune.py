@@ -30,12 +30,15 @@ import os
 import sqlite3
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .._io import read_yaml_mapping, removes_new_output_on_failure, write_json
 from ..errors import ConfigError, EdgeslimError, config_error
+
+if TYPE_CHECKING:
+    from ..models.checkpoint import Checkpoint
 
 STUDY_DB = "study.db"
 OBJECTIVES = ("size_bytes", "p50_ms", "accuracy")
@@ -296,8 +299,24 @@ def _trial_finished(out: Path) -> bool:
     return any(out.glob("trials/*/report.json"))  # compress writes it when a trial's run ends
 
 
+SOURCE_MODEL = "source-model"  # a model given by name or with --weights, saved once for every worker
+
+
+def _as_folder(source, out: Path) -> Path:
+    """A checkpoint folder for ``source``: itself, or the resolved model saved in OUT/source-model
+    (worker processes each load a folder)."""
+    from ..models.checkpoint import Checkpoint, save_checkpoint
+    from ..models.resolve import resolve_model
+
+    if not isinstance(source, Checkpoint) and Path(source).is_dir():
+        return Path(source)
+    ckpt = resolve_model(source)
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("architecture", "weights_sha256", "format_version")}
+    return save_checkpoint(ckpt.model, out / SOURCE_MODEL, meta)
+
+
 @removes_new_output_on_failure(_trial_finished)  # a search that fails before any trial leaves no folder
-def search(checkpoint: str | Path, out: str | Path, max_accuracy_drop: float | None = None,
+def search(checkpoint: str | Path | Checkpoint, out: str | Path, max_accuracy_drop: float | None = None,
            trials: int | None = None, *, storage: str | None = None, study_name: str = "edgeslim-search",
            workers: int = 1, config: SearchConfig | dict | None = None, data_dir: str | Path | None = None,
            progress: bool = True) -> dict[str, Any]:
@@ -324,7 +343,7 @@ def search(checkpoint: str | Path, out: str | Path, max_accuracy_drop: float | N
         raise ConfigError("workers: must be >= 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = str(Path(checkpoint).resolve())
+    checkpoint = str(_as_folder(checkpoint, out).resolve())
     storage_url = storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
     study = _study(storage_url, study_name, cfg, create=True)
     _check_same_config(study, cfg)

@@ -30,6 +30,7 @@ from .._io import (atomic_write_bytes, atomic_write_text, read_json, remove_stal
                    removes_new_output_on_failure, write_json)
 from ..errors import ConfigError, EdgeslimError
 from ..models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..models.resolve import resolve_model, source_name
 from .budget import Attempt, StageSearch, allowances, has_knob, paired_drop, weakened
 from .recipe import TORCH_STAGES, Recipe, load_recipe
 from .stages import DEPLOY_FILE, RUNNERS, ModelState, StageContext, export_float_onnx
@@ -71,7 +72,7 @@ def _source_checkpoint(source: str | Path | Checkpoint | nn.Module, meta: dict |
             raise ConfigError("compressing an nn.Module needs meta= with input_shape, preprocess, class_names and "
                               "dataset (e.g. edgeslim.train.api.checkpoint_meta(data)); or pass a checkpoint folder")
         return Checkpoint(source, dict(meta))
-    return load_checkpoint(source)
+    return resolve_model(source)
 
 
 def _load_data(meta: dict, recipe: Recipe, data_dir: str | Path | None, data=None):
@@ -209,7 +210,7 @@ def _start_state(out: Path, recipe: Recipe, source, meta, resume: bool, console)
     recipe.check_layer_names(ckpt.model)  # before anything is written: a fixed recipe can start afresh
     save_checkpoint(ckpt.model, out / "stages" / ORIGINAL, ckpt.meta)
     state = {"recipe": recipe.model_dump(mode="json"), "recipe_hash": _recipe_hash(recipe),
-             "source": str(source) if isinstance(source, (str, Path)) else type(source).__name__,
+             "source": source_name(source) if isinstance(source, (str, Path, Checkpoint)) else type(source).__name__,
              "baseline": None, "stages": [], "current": None, "status": "running"}
     write_json(path, state)
     return state, load_checkpoint(out / "stages" / ORIGINAL)

@@ -326,7 +326,7 @@ def _structured(model: nn.Module, config: Structured, data: Any, shape: tuple[in
     return model, {"schedule": schedule, "channels": channels, "finetune": history}
 
 
-def prune_checkpoint(folder: str | Path, config: PruneConfig | dict | None, out: str | Path,
+def prune_checkpoint(folder: str | Path | Checkpoint, config: PruneConfig | dict | None, out: str | Path,
                      dataset: str | None = None, data_dir: str | Path | None = None, progress: bool = True,
                      log: Callable[[str], None] | None = None) -> Result:
     """Load a checkpoint, prune it, fine-tune it on its data set and write a normal
@@ -334,10 +334,11 @@ def prune_checkpoint(folder: str | Path, config: PruneConfig | dict | None, out:
     ``Result.artifact`` is that folder; ``summary`` adds its test ``metrics``."""
     from .._io import write_json
     from ..data.datasets import load_dataset_for
-    from ..models.checkpoint import load_checkpoint, save_checkpoint
+    from ..models.checkpoint import save_checkpoint
+    from ..models.resolve import resolve_model
 
     config = prune_config(config)
-    ckpt = load_checkpoint(folder)
+    ckpt = resolve_model(folder)
     data = load_dataset_for(ckpt.meta, dataset, data_dir, default="fashion-mnist")
     res = prune(ckpt, config, data, input_shape=ckpt.input_shape, progress=progress, log=log)
     summary = res.summary

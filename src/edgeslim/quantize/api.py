@@ -41,10 +41,11 @@ def _as_split(data, what: str) -> Split | None:
 
 
 def _resolve_model(model) -> tuple[nn.Module, dict]:
-    from ..models.checkpoint import Checkpoint, load_checkpoint
+    from ..models.checkpoint import Checkpoint
+    from ..models.resolve import resolve_model
 
     if isinstance(model, (str, Path)):
-        model = load_checkpoint(model)
+        model = resolve_model(model)
     if isinstance(model, Checkpoint):
         return model.model, dict(model.meta)
     if isinstance(model, nn.Module):
@@ -351,20 +352,59 @@ def _evaluate(ctx: _Context, artifact: Path, summary: dict) -> dict:
     return res
 
 
-def quantize_checkpoint(checkpoint: str | Path, config: QuantizeConfig | dict | None, out: str | Path,
-                        data_dir: str | Path | None = None, log: Callable[[str], None] = lambda s: None
-                        ) -> Result:
-    """The CLI path: the checkpoint's own data set gives calibration (train split),
-    evaluation (test split) and, for QAT / weight sharing, training data."""
+# held-out samples a --calib-data path is evaluated on after quantization (held in memory)
+CALIB_DATA_EVAL_SAMPLES = 500
+
+
+def quantize_checkpoint(checkpoint, config: QuantizeConfig | dict | None, out: str | Path,
+                        data_dir: str | Path | None = None, log: Callable[[str], None] = lambda s: None,
+                        calib_data: str | Path | None = None, progress: bool = False) -> Result:
+    """The CLI path for any model source (``edgeslim.models.resolve_model``). By default the
+    model's own data set gives calibration (train split), evaluation (test split) and, for QAT
+    / weight sharing, training data. ``calib_data``: a path (``edgeslim.data.open_data``: image
+    folder, labels file, class folders, .npy) read with the model's preprocessing; labelled, it
+    is split deterministically in two halves: ``config.samples`` calibration images from one,
+    up to ``CALIB_DATA_EVAL_SAMPLES`` held-out images from the other to measure accuracy and
+    agreement. Only those images are read."""
     from ..data.datasets import load_dataset_for
     from ..errors import DataError
-    from ..models.checkpoint import load_checkpoint
+    from ..models.resolve import resolve_model, source_name
 
-    ckpt = load_checkpoint(checkpoint)
+    config = quantize_config(config)
+    ckpt = resolve_model(checkpoint)
+    if calib_data is not None:
+        calib, held = _calib_data_splits(ckpt, calib_data, config, progress)
+        if config.method in ("qat", "weight_sharing") and held is None:
+            raise DataError(f"{calib_data}: {config.method} fine-tunes and needs labelled data")
+        return quantize(ckpt, config, data=calib, eval_data=held, train_data=calib if held else None,
+                        out=out, log=log)
     dataset = ckpt.meta.get("dataset")
     if not dataset:
-        raise DataError(f"{checkpoint}: model.json names no dataset; use the Python API with data=")
+        raise DataError(f"{source_name(ckpt)}: names no data set; pass --calib-data (a folder of images, a labels "
+                        "file, .npy) or use the Python API with data=")
     data = load_dataset_for(ckpt.meta, data_dir=data_dir)
     if tuple(data.input_shape) != tuple(ckpt.input_shape):
         raise DataError(f"data set {dataset} gives inputs {data.input_shape}, the model expects {ckpt.input_shape}")
     return quantize(ckpt, config, data=data, out=out, log=log)
+
+
+def _calib_data_splits(ckpt, path: str | Path, config: QuantizeConfig, progress: bool
+                       ) -> tuple[Split | np.ndarray, Split | None]:
+    """(calibration data, held-out labelled Split) from a labelled data path; (inputs, None) unlabeled."""
+    import numpy as np
+
+    from ..data.sources import open_data
+    from ..errors import DataError
+
+    source = open_data(path, ckpt.preprocess)
+    if tuple(source.input_shape) != tuple(ckpt.input_shape):
+        raise DataError(f"{path}: gives inputs {source.input_shape} with the model's preprocessing, the model "
+                        f"expects {ckpt.input_shape}")
+    if not source.labelled:
+        order = np.random.default_rng(config.seed).permutation(len(source))[:config.samples]
+        # inputs only: a Split's zero labels would be taken for real ones
+        return source.split(order, progress, "read calibration images").x.numpy(), None
+    first, second = source.halves(config.seed)
+    calib = source.split(first[:config.samples], progress, "read calibration images")
+    held = source.split(second[:CALIB_DATA_EVAL_SAMPLES], progress, "read held-out images")
+    return calib, held

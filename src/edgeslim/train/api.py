@@ -10,7 +10,7 @@ import torch.nn as nn
 from ..data.datasets import DataBundle, hold_out, load_dataset
 from ..models.checkpoint import Checkpoint, architecture_of, save_checkpoint
 from ..errors import ConfigError
-from ..models.registry import create, model_spec
+from ..models.registry import create, list_models, model_spec
 from .loop import TrainConfig, fit, set_seed
 
 
@@ -34,13 +34,8 @@ def finetune_config(trained_with: TrainConfig | dict | None = None, augment: boo
 
 
 def model_kwargs_for(name: str, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
-    """Arguments that fit a built-in model to a data set's input shape and classes."""
-    c, h, w = input_shape
-    if name == "lenet-300-100":
-        return {"num_classes": num_classes, "in_features": c * h * w}
-    if name in ("seed-cnn", "lenet-5"):
-        return {"num_classes": num_classes, "in_channels": c, "input_size": h}
-    return {"num_classes": num_classes}
+    """Arguments that fit a registered model to a data set's input shape and classes (its spec's)."""
+    return model_spec(name).kwargs_for(input_shape, num_classes)
 
 
 def load_data_for(model_name: str | None, dataset: str, data_dir: str | Path | None = None) -> DataBundle:
@@ -53,17 +48,29 @@ def checkpoint_meta(data: DataBundle, metrics: dict[str, Any] | None = None, **e
             "class_names": data.class_names, "dataset": data.name, "metrics": metrics or {}, **extra}
 
 
-def train_model(model: str | nn.Module, dataset: str | DataBundle = "fashion-mnist",
+def train_model(model: str | nn.Module | Checkpoint, dataset: str | DataBundle = "fashion-mnist",
                 config: TrainConfig | None = None, out: str | Path | None = None,
                 data_dir: str | Path | None = None, progress: bool = True,
                 model_kwargs: dict[str, Any] | None = None, val_samples: int | None = None) -> Checkpoint:
-    """Train a registered model (by name) or any ``nn.Module`` and optionally save a checkpoint.
+    """Train a registered model (by name: fitted to the data by its spec) or any ``nn.Module`` and
+    optionally save a checkpoint. Any other model source :func:`edgeslim.models.resolve_model`
+    accepts (a checkpoint folder, ``NAME,key=value``, a Checkpoint) is trained from its weights.
 
     ``val_samples`` training samples (default: a tenth, at most 5,000; 0: none) are held out for
     choosing the best epoch; the checkpoint records which, so that pruning, quantization and the
     accuracy budget of ``compress`` later judge on images this training never saw."""
     from ..evaluate.metrics import evaluate_split
 
+    if isinstance(model, str) and model not in list_models():
+        from ..models.resolve import parse_model_name, resolve_model
+
+        name, named_kwargs = parse_model_name(model)
+        if name in list_models() and not Path(model).exists():  # NAME,key=value: fitted to the data, then these
+            model, model_kwargs = name, {**named_kwargs, **(model_kwargs or {})}
+        else:  # a checkpoint folder or module:Class: trained further from its weights
+            model = resolve_model(model).model
+    elif isinstance(model, Checkpoint):
+        model = model.model
     name = model if isinstance(model, str) else None
     data = dataset if isinstance(dataset, DataBundle) else load_data_for(name, dataset, data_dir)
     config = config or TrainConfig()
