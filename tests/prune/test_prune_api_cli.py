@@ -31,7 +31,7 @@ def test_package_is_callable_and_returns_a_result_leaving_the_input_untouched(di
     ({"layers": ["classifier.9"]}, "no layer named 'classifier.9'"),
     ({"layers": ["features.1"]}, "ReLU"),
     ({"method": "nm", "layers": ["features.0"]}, "multiple of m=4"),
-    ({"method": "unstructured", "criterion": "bn_scale"}, "criterion: Input should be .magnitude., .taylor. or .l1."),
+    ({"method": "unstructured", "criterion": "bn_scale"}, "criterion: Input should be .lamp., .magnitude., .taylor. or .l1."),
     ({"method": "unstructured", "target_macs": 0.5}, "target_macs: unknown field"),
     ({"method": "structured", "sparsity": 0.3, "target_macs": 0.5}, "not sparsity and target_macs"),
     ({"method": "structured", "target_macs": 1.5}, "target_macs"),
