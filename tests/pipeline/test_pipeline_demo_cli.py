@@ -39,7 +39,7 @@ def test_demo_trains_compresses_and_compares(tiny_fashion_mnist, tmp_path, monke
     # unstructured prune without fine-tuning exercises the same path
     monkeypatch.setattr(demo, "demo_recipe", lambda *a: {
         "name": "tiny", "max_accuracy_drop": 100, "bench": {"rounds": 2, "warmup": 1},
-        "stages": [{"type": "prune", "sparsity": 0.5, "finetune_epochs": 0}]})
+        "stages": [{"type": "prune", "sparsity": 0.5, "finetune": {"epochs": 0}}]})
     out = tmp_path / "demo"
     r = runner.invoke(app, ["demo", "--out", str(out), "--epochs", "1", "--data-dir", str(tiny_fashion_mnist),
                             "--threads", "1"])

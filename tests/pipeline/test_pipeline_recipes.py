@@ -21,7 +21,8 @@ def test_builtin_recipes_keep_their_settings_under_the_new_names():
     assert (fastest[0].config.finetune.epochs, fastest[0].config.finetune.lr) == (8, 1e-3)
     assert fastest[1].keep_float_if_slower and fastest[1].config.samples == 512
     smallest = load_recipe("smallest").stages
-    assert smallest[0].config.scope == "sensitivity" and smallest[0].config.schedule == "gradual"
+    assert smallest[0].config.scope == "global" and smallest[0].config.criterion == "lamp"
+    assert smallest[0].config.sparsity == 0.96 and smallest[0].config.schedule == "gradual"
     share = smallest[1].config
     assert (share.conv_bits, share.linear_bits, share.finetune.epochs, share.finetune.lr) == (5, 4, 2, 5e-4)
     balanced = load_recipe("balanced").stages
