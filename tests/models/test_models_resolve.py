@@ -54,6 +54,17 @@ def test_weights_load_key_for_key_and_fit_the_head(tmp_path):
         resolve_model("resnet18", tmp_path / "none.safetensors")
 
 
+def test_registered_prefix_loads_its_sources():
+    from edgeslim.models.checkpoint import Checkpoint
+    from edgeslim.models.resolve import _PREFIXES, register_source_prefix
+
+    register_source_prefix("test-src", lambda rest, weights: Checkpoint(torch.nn.Identity(), {"rest": rest}))
+    try:
+        assert resolve_model("test-src:/some/folder").meta == {"rest": "/some/folder"}
+    finally:
+        del _PREFIXES["test-src"]
+
+
 class UserNet(torch.nn.Module):
     def __init__(self, classes: int = 3):
         super().__init__()
@@ -91,7 +102,7 @@ def test_cli_eval_and_export_a_registry_model_with_weights(tmp_path):
 def test_cli_train_fits_a_named_model_with_arguments_to_the_data(tmp_path):
     out = tmp_path / "m"
     r = runner.invoke(app, ["train", "--model", "mobilenet_v3_small,width=0.25", "--dataset", "digits",
-                            "--epochs", "1", "--batch-size", "256", "--out", str(out)])
+                            "--epochs", "0", "--out", str(out)])  # built and evaluated, not trained
     assert r.exit_code == 0, r.output
     arch = json.loads((out / "model.json").read_text())["architecture"]
     assert arch == {"name": "mobilenet_v3_small",

@@ -10,6 +10,9 @@ search/train``):
 - any of the last two with ``weights=FILE.safetensors`` (``--weights``): a user's trained
   weights (e.g. a torchvision ``state_dict`` saved with safetensors) loaded key for key.
 
+- ``PREFIX:REST`` for a prefix registered with :func:`register_source_prefix` (e.g. ``hf:PATH``
+  for a local Hugging Face folder): that loader builds the Checkpoint.
+
 The reserved argument ``input_shape=[C,H,W]`` sets the input a model built from a name takes
 (default: what its :class:`~edgeslim.models.registry.ModelSpec` says). Nothing is downloaded.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -27,6 +30,15 @@ from ..errors import CheckpointError
 from .checkpoint import (META, WEIGHTS, Checkpoint, CodeTrust, _check_plain_json, build_architecture,
                          fit_modules_to_state, load_checkpoint)
 from .registry import list_models, model_spec
+
+# "PREFIX:REST" model sources (e.g. "hf:PATH"): (REST, weights) -> Checkpoint
+SourceLoader = Callable[[str, "str | Path | None"], Checkpoint]
+_PREFIXES: dict[str, SourceLoader] = {}
+
+
+def register_source_prefix(prefix: str, loader: SourceLoader) -> None:
+    """Let ``resolve_model("PREFIX:REST")`` (every command's model argument) call ``loader(REST, weights)``."""
+    _PREFIXES[prefix] = loader
 
 def parse_model_name(text: str) -> tuple[str, dict[str, Any]]:
     """``"resnet18,num_classes=10,small_input=true"`` -> ``("resnet18", {"num_classes": 10, ...})``."""
@@ -97,6 +109,9 @@ def resolve_model(source: str | Path | Checkpoint, weights: str | Path | None = 
             load_weights(source.model, weights)
         return source
     text = str(source)
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix in _PREFIXES:
+        return _PREFIXES[prefix](rest, weights)
     path = Path(text)
     if path.is_dir() or (path.is_file() and path.name in (WEIGHTS, META)):
         ckpt = load_checkpoint(path, trust_code=trust_code)
