@@ -14,7 +14,8 @@ def narrow(monkeypatch):
     """The CLI's console as an 80-column terminal (rich reads $COLUMNS when the console is made)."""
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setattr(cli, "console", Console())
-    assert cli.console.width == 80
+    monkeypatch.setattr(cli, "err", Console(stderr=True))  # warnings wrap at the terminal's width too
+    assert cli.console.width == 80 and cli.err.width == 80
 
 
 def invoke(args):
