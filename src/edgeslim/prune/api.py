@@ -335,7 +335,7 @@ def prune_checkpoint(folder: str | Path | Checkpoint, config: PruneConfig | dict
     from .._io import write_json
     from ..data.datasets import load_dataset_for
     from ..models.checkpoint import save_checkpoint
-    from ..models.resolve import resolve_model
+    from ..models.resolve import resolve_model, source_name
 
     config = prune_config(config)
     ckpt = resolve_model(folder)
@@ -346,7 +346,7 @@ def prune_checkpoint(folder: str | Path | Checkpoint, config: PruneConfig | dict
     stage = {"stage": "prune", "method": config.method, "criterion": config.criterion,
              "weight_sparsity": summary["after"]["weight_sparsity"],
              "macs_fraction": summary["after"]["macs"] / max(summary["before"]["macs"], 1),
-             "config": config.model_dump(), "source": str(folder)}
+             "config": config.model_dump(), "source": source_name(folder)}
     meta = {k: v for k, v in ckpt.meta.items() if k not in ("architecture", "format_version", "history")}
     meta.update(metrics=metrics, compression=[*ckpt.meta.get("compression", []), stage])
     save_checkpoint(res.model, out, meta)

@@ -19,7 +19,7 @@ import torch.nn as nn
 from .._io import write_json
 from ..config import Result
 from ..data.datasets import Split
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .config import QAT, DynamicInt8, StaticInt8, WeightSharing, quantize_config
 from .ort_static import check_calibration_data
 
@@ -367,7 +367,6 @@ def quantize_checkpoint(checkpoint, config: QuantizeConfig | dict | None, out: s
     up to ``CALIB_DATA_EVAL_SAMPLES`` held-out images from the other to measure accuracy and
     agreement. Only those images are read."""
     from ..data.datasets import load_dataset_for
-    from ..errors import DataError
     from ..models.resolve import resolve_model, source_name
 
     config = quantize_config(config)
@@ -391,10 +390,7 @@ def quantize_checkpoint(checkpoint, config: QuantizeConfig | dict | None, out: s
 def _calib_data_splits(ckpt, path: str | Path, config: QuantizeConfig, progress: bool
                        ) -> tuple[Split | np.ndarray, Split | None]:
     """(calibration data, held-out labelled Split) from a labelled data path; (inputs, None) unlabeled."""
-    import numpy as np
-
     from ..data.sources import open_data
-    from ..errors import DataError
 
     source = open_data(path, ckpt.preprocess)
     if tuple(source.input_shape) != tuple(ckpt.input_shape):
