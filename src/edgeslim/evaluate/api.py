@@ -11,7 +11,7 @@ from ..models.checkpoint import WEIGHTS, load_checkpoint
 from .metrics import evaluate_split
 from .size import file_bytes, size_report
 
-MODEL_FILES = (".onnx", ".eslim")
+MODEL_FILES = (".onnx", ".eslim", ".xml", ".tflite", ".pte")  # every format edgeslim.runtime runs
 
 
 def check_data_fits(data: DataBundle, input_shape: tuple[int, ...], class_names: list[str], what: str) -> None:
@@ -46,7 +46,8 @@ def evaluate_checkpoint(folder: str | Path, dataset: str | None = None, data_dir
 
 def evaluate_file(path: str | Path, dataset: str | None = None, data_dir: str | Path | None = None,
                   limit: int | None = None, public_key: str | Path | None = None) -> dict:
-    """Test-set metrics of a deployable file, run by ONNX Runtime with the preprocessing and data
+    """Test-set metrics of a deployable file, run by its runtime (ONNX Runtime, OpenVINO, LiteRT,
+    ExecuTorch) with the preprocessing and data
     set recorded in its metadata; parameters and non-zeros are counted from its weights."""
     from ..runtime import load_model
     from .onnx_stats import onnx_weight_stats
@@ -59,7 +60,7 @@ def evaluate_file(path: str | Path, dataset: str | None = None, data_dir: str | 
     check_data_fits(data, runner.input_shape, runner.class_names, str(path))
     test = data.test.subset(limit) if limit else data.test
     result = {"checkpoint": str(path), "dataset": data.name, **evaluate_split(runner, test),
-              "bytes": file_bytes(path), "class_names": runner.class_names, "evaluated_with": "onnxruntime"}
+              "bytes": file_bytes(path), "class_names": runner.class_names, "evaluated_with": runner.format}
     if Path(path).suffix == ".onnx":
         stats = onnx_weight_stats(path)
         result.update(params=stats["weight_params"], nonzero_params=stats["weight_nonzero"],
