@@ -2,12 +2,12 @@
 formats the runtime runs, with a parity check against PyTorch (or against the source ONNX)."""
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write_bytes
 from ..data.datasets import load_dataset_for
 from ..errors import ArtifactError, ConfigError
 from ..models.checkpoint import Checkpoint, load_checkpoint
@@ -159,7 +159,7 @@ def _qdq_onnx(ckpt: Checkpoint, calib: np.ndarray, work: Path, out: Path) -> Non
 
     config = QuantizeConfig(method="static", sensitivity=False, benchmark=False)
     result = quantize(ckpt, config, calib_data=calib, out=work, metadata=onnx_metadata(ckpt))
-    shutil.copyfile(result.artifact, out)
+    atomic_write_bytes(out, Path(result.artifact).read_bytes())
 
 
 def _calibration_inputs(ckpt: Checkpoint, data_dir, fallback) -> np.ndarray:

@@ -21,7 +21,7 @@ def _exported(model: nn.Module, input_shape: tuple[int, ...]):
     from torch.export import Dim
 
     example = (torch.zeros(2, *input_shape),)  # batch 2: a batch of 1 would be specialised away
-    return torch.export.export(model.eval(), example, dynamic_shapes=({0: Dim("batch", min=1, max=MAX_BATCH)},))
+    return torch.export.export(model, example, dynamic_shapes=({0: Dim("batch", min=1, max=MAX_BATCH)},))
 
 
 def quantize_xnnpack(model: nn.Module, input_shape: tuple[int, ...], calib: np.ndarray) -> nn.Module:
@@ -32,7 +32,7 @@ def quantize_xnnpack(model: nn.Module, input_shape: tuple[int, ...], calib: np.n
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = prepare_pt2e(_exported(model, input_shape).module(), quantizer)
+    prepared = prepare_pt2e(_exported(model.eval(), input_shape).module(), quantizer)
     with torch.no_grad():
         for chunk in np.array_split(calib, max(1, len(calib) // 32)):
             prepared(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)))
@@ -49,8 +49,8 @@ def export_executorch(model: nn.Module, out: str | Path, input_shape: tuple[int,
     from executorch.exir import to_edge_transform_and_lower
 
     out = Path(out)
-    if calib is not None:
-        model = quantize_xnnpack(model, input_shape, calib)
+    # a quantized (exported) graph module must not be switched with .eval(): eval the float model first
+    model = quantize_xnnpack(model, input_shape, calib) if calib is not None else model.eval()
     program = to_edge_transform_and_lower(_exported(model, input_shape), partitioner=[XnnpackPartitioner()])
     meta = {**(metadata or {}), "io_names": {"inputs": ["input"], "outputs": ["logits"]},
             "int8": calib is not None}
