@@ -31,7 +31,7 @@ from edgeslim._io import write_json  # noqa: E402
 
 from edgeslim.errors import EdgeslimError  # noqa: E402
 from edgeslim.export import export_onnx, onnx_metadata  # noqa: E402
-from edgeslim.export.api import file_size  # noqa: E402
+from edgeslim.runtime.formats import model_bytes  # noqa: E402
 from edgeslim.models.checkpoint import Checkpoint, architecture_of  # noqa: E402
 from edgeslim.runtime import benchmark, load_model  # noqa: E402
 
@@ -157,7 +157,7 @@ def measure(name: str, quick: bool, rounds: int, work: Path) -> dict:
             rows.append({**row, "skipped": path})
             continue
         got = logits[(runtime, precision)]
-        row.update(file_kb=round(file_size(path) / 1024, 1), accuracy=float((got.argmax(1) == y).mean()),
+        row.update(file_kb=round(model_bytes(path) / 1024, 1), accuracy=float((got.argmax(1) == y).mean()),
                    max_abs_diff_vs_torch=float(np.abs(got - torch_logits).max()),
                    top1_agreement_vs_ort_int8=float((got.argmax(1) == ort_int8.argmax(1)).mean()))
         rows.append(row)

@@ -39,6 +39,7 @@ def test_openvino_keeps_the_metadata_inside_the_ir(exported):
 
     xml = Path(exported("openvino")["path"])
     assert xml.with_suffix(".bin").is_file() and not sidecar_path(xml).exists()
+    assert exported("openvino")["bytes"] == xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
     assert b"class_names" in xml.read_bytes()
 
 
@@ -97,7 +98,7 @@ def test_export_best_keeps_the_fastest_that_agrees(digits_checkpoint, exported, 
     r = CliRunner().invoke(app, ["export", str(digits_checkpoint[0]), "--format", "best",
                                  "--out", str(tmp_path / "best"), "--json"])
     assert r.exit_code == 0, r.output
-    report = json.loads(r.output)
+    report = json.loads(r.stdout)
     bench = {b["runtime"]: b for b in report["benchmark"]}
     assert report["format"] in FORMATS and "fastest that agrees" in report["reason"]
     winner = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert", "executorch": "executorch"}

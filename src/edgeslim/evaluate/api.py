@@ -50,6 +50,7 @@ def evaluate_file(path: str | Path, dataset: str | None = None, data_dir: str | 
     ExecuTorch) with the preprocessing and data
     set recorded in its metadata; parameters and non-zeros are counted from its weights."""
     from ..runtime import load_model
+    from ..runtime.formats import model_bytes
     from .onnx_stats import onnx_weight_stats
 
     runner = load_model(path, public_key=public_key)
@@ -60,7 +61,7 @@ def evaluate_file(path: str | Path, dataset: str | None = None, data_dir: str | 
     check_data_fits(data, runner.input_shape, runner.class_names, str(path))
     test = data.test.subset(limit) if limit else data.test
     result = {"checkpoint": str(path), "dataset": data.name, **evaluate_split(runner, test),
-              "bytes": file_bytes(path), "class_names": runner.class_names, "evaluated_with": runner.format}
+              "bytes": model_bytes(path), "class_names": runner.class_names, "evaluated_with": runner.format}
     if Path(path).suffix == ".onnx":
         stats = onnx_weight_stats(path)
         result.update(params=stats["weight_params"], nonzero_params=stats["weight_nonzero"],

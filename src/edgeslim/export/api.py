@@ -11,6 +11,7 @@ from .._io import atomic_write_bytes
 from ..data.datasets import load_dataset_for
 from ..errors import ArtifactError, ConfigError
 from ..models.checkpoint import Checkpoint, load_checkpoint
+from ..runtime.formats import model_bytes
 from .onnx_export import export_onnx, parity
 from .optimize import OptimizeMode, folded_nodes
 
@@ -91,7 +92,7 @@ def export_checkpoint(folder: str | Path, out: str | Path | None = None, fmt: st
         from .executorch_export import export_executorch
 
         export_executorch(ckpt.model, out, ckpt.input_shape, meta, calib)
-    result = {"path": str(out), "format": fmt, "int8": int8, "bytes": file_size(out), "parity_inputs": source,
+    result = {"path": str(out), "format": fmt, "int8": int8, "bytes": model_bytes(out), "parity_inputs": source,
               "parity_reference": "pytorch", **extra, **parity(ckpt.model, out, inputs)}
     if fmt == "onnx":
         result["onnx"] = str(out)
@@ -101,16 +102,9 @@ def export_checkpoint(folder: str | Path, out: str | Path | None = None, fmt: st
 
 def written_files(path: str | Path) -> list[Path]:
     """A model file and what travels with it: an OpenVINO ``.bin``, a metadata sidecar."""
-    from ..runtime.formats import sidecar_path
+    from ..runtime.formats import companion_files
 
-    path = Path(path)
-    beside = {".xml": [path.with_suffix(".bin")], ".tflite": [sidecar_path(path)], ".pte": [sidecar_path(path)]}
-    return [path, *beside.get(path.suffix, [])]
-
-
-def file_size(path: str | Path) -> int:
-    """Bytes of a model file, with the weights file beside an OpenVINO ``.xml`` (not the sidecar)."""
-    return sum(p.stat().st_size for p in written_files(path)[:2] if p.suffix != ".json" and p.is_file())
+    return [Path(path), *companion_files(path)]
 
 
 def convert_onnx_file(onnx_path: str | Path, out: str | Path | None, fmt: str, parity_samples: int = 256,
@@ -133,7 +127,7 @@ def convert_onnx_file(onnx_path: str | Path, out: str | Path | None, fmt: str, p
         x, source = np.random.default_rng(0).standard_normal((parity_samples, *ref.input_shape), dtype=np.float32), \
             "random inputs"
     export_openvino(onnx_path, out, ref.metadata)
-    result = {"path": str(out), "format": fmt, "int8": _is_qdq(onnx_path), "bytes": file_size(out), "parity_inputs": source,
+    result = {"path": str(out), "format": fmt, "int8": _is_qdq(onnx_path), "bytes": model_bytes(out), "parity_inputs": source,
               "parity_reference": f"onnxruntime on {onnx_path.name}", **compare_outputs(ref.predict(x), out, x)}
     check_parity(result, result["int8"], out)
     return result

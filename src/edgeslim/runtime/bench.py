@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError
+from .formats import model_bytes
 from .runner import Runner, load_model
 
 
@@ -28,12 +29,6 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     a = np.asarray(samples) * 1000.0
     return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
             "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
-
-
-def _model_bytes(path: Path) -> int:
-    # an OpenVINO IR is the .xml and its .bin
-    weights = path.with_suffix(".bin") if path.suffix == ".xml" else None
-    return path.stat().st_size + (weights.stat().st_size if weights is not None and weights.is_file() else 0)
 
 
 def _agreement(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
@@ -70,7 +65,7 @@ def benchmark(paths: list[str | os.PathLike], batch: int = 1, threads: int | Non
         for _ in range(warmup):
             r.predict(x)
         runners.append(r)
-        results.append({"model": str(p), "runtime": r.format, "file_bytes": _model_bytes(Path(p)), "batch": batch,
+        results.append({"model": str(p), "runtime": r.format, "file_bytes": model_bytes(p), "batch": batch,
                         "threads": threads or os.cpu_count(), "session_init_ms": init_s * 1000,
                         "rss_increase_mb": (current_rss_bytes() - rss0) / 2**20, "_t": []})
     for _ in range(rounds):

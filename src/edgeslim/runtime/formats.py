@@ -32,6 +32,18 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
     return p.with_name(p.name + ".json")
 
 
+def companion_files(model_path: str | os.PathLike) -> list[Path]:
+    """What travels with a model file: an OpenVINO ``.bin``, a ``.tflite``/``.pte`` metadata sidecar."""
+    p = Path(model_path)
+    return {".xml": [p.with_suffix(".bin")], ".tflite": [sidecar_path(p)], ".pte": [sidecar_path(p)]}.get(p.suffix, [])
+
+
+def model_bytes(model_path: str | os.PathLike) -> int:
+    """The size of a model: its file plus an OpenVINO IR's weights (``.bin``); not the metadata."""
+    p = Path(model_path)
+    return p.stat().st_size + sum(f.stat().st_size for f in companion_files(p) if f.suffix == ".bin" and f.is_file())
+
+
 def read_sidecar(model_path: str | os.PathLike) -> dict[str, Any]:
     """The metadata written beside a model file; ``{}`` when there is none."""
     path = sidecar_path(model_path)
