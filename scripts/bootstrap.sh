@@ -23,3 +23,17 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
+# litert-torch (the .tflite converter) pins typing-extensions<4.13, below what pydantic needs here,
+# so it lives in VENV-litert: that venv sees VENV's packages through a .pth file placed after its
+# own site-packages, so only the few pinned packages are its own. `edgeslim export --format tflite`
+# runs the conversion there (edgeslim.export.tflite_export).
+LITERT="$VENV-litert"
+if [ ! -x "$LITERT/bin/python" ]; then
+    BASE="$("$VENV/bin/python" -c 'import sys; print(sys.base_prefix)')/bin/python3"
+    "$BASE" -m venv "$LITERT"
+fi
+PURELIB="$("$LITERT/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+"$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$PURELIB/zz-edgeslim-base.pth"
+"$LITERT/bin/python" -m pip install -q "torch==2.13.0" "litert-torch>=0.10,<0.11" "ai-edge-litert>=2.3,<2.4" \
+    "typing-extensions==4.12.2" "cattrs==25.2.0"
+"$LITERT/bin/python" -m pip check

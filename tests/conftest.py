@@ -48,3 +48,54 @@ def wait_for_port():
                 assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read().decode()
                 time.sleep(0.2)
     return wait
+
+
+def _format_missing(fmt: str) -> str | None:
+    """Why ``fmt`` cannot be exported here (its extra is not installed), or None."""
+    import importlib.util
+
+    if fmt == "tflite":
+        from edgeslim.export.tflite_export import litert_python
+
+        if importlib.util.find_spec("ai_edge_litert") is None:
+            return "ai-edge-litert is not installed (pip install 'edgeslim[litert-runtime]')"
+        if litert_python() is None:
+            return ("litert-torch is not installed here nor in VENV-litert / $EDGESLIM_LITERT_PYTHON "
+                    "(scripts/bootstrap.sh creates it)")
+        return None
+    module = {"openvino": "openvino", "executorch": "executorch"}.get(fmt)
+    if module and importlib.util.find_spec(module) is None:
+        return f"{module} is not installed (pip install 'edgeslim[{fmt}]')"
+    return None
+
+
+@pytest.fixture(scope="session")
+def exported_formats(tmp_path_factory, digits_checkpoint):
+    """The digits seed-cnn exported once per installed format: {format: export report}
+    (a format whose extra is missing maps to the reason, a str)."""
+    from edgeslim.export import export_checkpoint
+    from edgeslim.export.api import SUFFIXES
+
+    folder, _ = digits_checkpoint
+    out = tmp_path_factory.mktemp("formats")
+    reports = {}
+    for fmt, suffix in SUFFIXES.items():
+        reports[fmt] = _format_missing(fmt) or export_checkpoint(folder, out / f"model{suffix}", fmt, optimize="never")
+    return reports
+
+
+@pytest.fixture
+def exported(exported_formats):
+    """``exported(fmt)``: the export report of ``fmt``, or skip with the reason its extra is missing."""
+    def get(fmt: str) -> dict:
+        report = exported_formats[fmt]
+        if isinstance(report, str):
+            pytest.skip(f"{fmt}: {report}")
+        return report
+    return get
+
+
+@pytest.fixture
+def format_missing():
+    """``format_missing(fmt)``: why ``fmt``'s extra is missing here, or None."""
+    return _format_missing

@@ -130,24 +130,37 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="an exported .onnx / .e
 
 
 @app.command()
-def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights: Optional[Path] = _WEIGHTS_OPT,
-           fmt: str = typer.Option("onnx", "--format"),
-           out: Optional[Path] = typer.Option(None, help="output file (default: CHECKPOINT/model.onnx)"),
+def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP + "; or an .onnx file, for --format openvino"),
+           weights: Optional[Path] = _WEIGHTS_OPT,
+           fmt: str = typer.Option("onnx", "--format", help="onnx | openvino | tflite | executorch | best (export "
+                                                             "every installed format, keep the fastest that agrees)"),
+           out: Optional[Path] = typer.Option(None, help="output file (default: CHECKPOINT/model.onnx, .xml, "
+                                                          ".tflite or .pte)"),
+           int8: bool = typer.Option(False, "--int8", help="int8: our static QDQ for onnx/openvino, the format's "
+                                                           "own PT2E quantizer for tflite/executorch"),
            data_dir: Optional[Path] = None,
            optimize: str = typer.Option("auto", help="exact graph rewrites for ONNX Runtime: auto (keep those "
                                                      "measured faster here), always, never"),
            as_json: bool = typer.Option(False, "--json")) -> None:
-    """Export a checkpoint to ONNX (dynamic batch) and check parity with PyTorch."""
+    """Export a checkpoint (ONNX, OpenVINO IR, LiteRT .tflite, ExecuTorch .pte) and check parity with PyTorch."""
     from .export import export_checkpoint
 
     if optimize not in ("auto", "always", "never"):
         raise EdgeslimError(f"--optimize must be auto, always or never, got {optimize!r}")
-    r = export_checkpoint(_model_source(checkpoint, weights), out, fmt, data_dir=data_dir, optimize=optimize)
+    r = export_checkpoint(_model_source(checkpoint, weights), out, fmt, data_dir=data_dir, optimize=optimize,
+                          int8=int8)
     if as_json:
         return _print_json(r)
-    folded = f"; folded max-pool into conv: {', '.join(r['folded_conv_pool'])}" if r["folded_conv_pool"] else ""
-    console.print(f"wrote {r['onnx']} ({r['bytes']:,} bytes); parity on {r['samples']} {r['parity_inputs']}: "
-                  f"max |diff| {r['max_abs_diff']:.2e}, top-1 agreement {r['top1_agreement']:.4f}{folded}")
+    if "candidates" in r:
+        for name, c in r["candidates"].items():
+            if "skipped" in c:
+                err.print(f"[yellow]{name}: skipped ({c['skipped']})[/yellow]")
+    folded = f"; folded max-pool into conv: {', '.join(r['folded_conv_pool'])}" if r.get("folded_conv_pool") else ""
+    console.print(f"wrote {r['path']} ({r['bytes']:,} bytes); parity vs {r['parity_reference']} on {r['samples']} "
+                  f"{r['parity_inputs']}: max |diff| {r['max_abs_diff']:.2e}, top-1 agreement "
+                  f"{r['top1_agreement']:.4f}{folded}")
+    if "reason" in r:
+        console.print(r["reason"])
 
 
 _REQUIRE_SIGNATURE_OPT = typer.Option(
@@ -174,25 +187,35 @@ def run(model: Path, image: Path, threads: Optional[int] = _THREADS_OPT,
 
 
 @app.command()
-def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Optional[int] = _THREADS_OPT,
+def bench(models: List[Path] = typer.Argument(..., help=".onnx, .eslim, .xml, .tflite or .pte files (exports of one "
+                                                       "model; ratios and agreement are to the first)"),
+          batch: int = typer.Option(1, min=1), threads: Optional[int] = _THREADS_OPT,
           rounds: int = typer.Option(20, min=1), warmup: int = typer.Option(10, min=0),
           public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
           require_signature: bool = _REQUIRE_SIGNATURE_OPT,
+          chart: Optional[Path] = typer.Option(None, help="write a PNG bar chart of the latencies here"),
           as_json: bool = typer.Option(False, "--json")) -> None:
-    """Latency p50/p90/p99, throughput, init time, memory and size; models side by side."""
+    """Latency p50/p90/p99, throughput, init time, memory, size and output agreement; models side by side."""
     from .report import rich_table
     from .runtime import benchmark, slower_than_baseline
 
     res = benchmark(models, batch=batch, threads=threads, rounds=rounds, warmup=warmup, public_key=public_key,
                     require_signature=require_signature or None)  # None: EDGESLIM_REQUIRE_SIGNATURE decides
+    if chart is not None:
+        from .runtime.bench import plot_benchmark
+
+        plot_benchmark(res, chart)
     if as_json:
         return _print_json(res)
-    cols = ["model", "file_bytes", "p50_ms", "p90_ms", "p99_ms", "throughput_per_s", "session_init_ms",
-            "rss_increase_mb", "threads", "speedup", "size_ratio"]
-    console.print(rich_table(res, cols, title=f"batch {batch}",
-                             narrow=["model", "file_bytes", "p50_ms", "p99_ms", "throughput_per_s", "speedup"]))
+    cols = ["model", "runtime", "file_bytes", "p50_ms", "p90_ms", "p99_ms", "throughput_per_s", "session_init_ms",
+            "rss_increase_mb", "peak_rss_mb", "threads", "speedup", "size_ratio", "max_abs_diff", "top1_agreement"]
+    console.print(rich_table(res, cols, title=f"batch {batch}; agreement with {res[0]['model']} on "
+                                              f"{res[0]['agreement_samples']} random inputs",
+                             narrow=["model", "runtime", "p50_ms", "p99_ms", "speedup", "top1_agreement"]))
     for m in slower_than_baseline(res):
         err.print(f"[yellow]warning: {m} is not faster than {res[0]['model']}[/yellow]")
+    if chart is not None:
+        console.print(f"chart written to {chart}")
 
 
 @app.command()

@@ -79,3 +79,7 @@ def validation_message(error: Exception, source: str, union_tags: tuple[str, ...
 def config_error(error: Exception, source: str, union_tags: tuple[str, ...] = ()) -> ConfigError:
     """``validation_message`` as a ConfigError (``raise config_error(e, "train option") from None``)."""
     return ConfigError(validation_message(error, source, union_tags))
+
+
+class MissingExtraError(EdgeslimError, ImportError):
+    """A model format needs an optional package that is not installed (the message names the extra)."""

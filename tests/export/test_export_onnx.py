@@ -30,5 +30,5 @@ def test_export_has_dynamic_batch_and_metadata(digits_onnx):
 
 
 def test_unknown_format(digits_checkpoint):
-    with pytest.raises(ConfigError, match=r"format 'tflite'.*`edgeslim pack` for a compressed .eslim"):
-        export_checkpoint(digits_checkpoint[0], fmt="tflite")
+    with pytest.raises(ConfigError, match="format 'coreml'"):
+        export_checkpoint(digits_checkpoint[0], fmt="coreml")

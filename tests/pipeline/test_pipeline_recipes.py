@@ -83,7 +83,7 @@ def test_a_recipe_with_an_old_key_names_the_new_one(old, new):
     ({"stages": [{"type": "quantize", "calibration": "magic"}]}, "stages[0].calibration"),
     ({"max_accuracy_drop": -1, "stages": [{"type": "export"}]}, "max_accuracy_drop: must be >= 0"),
     ({"stages": []}, "stages:"),
-    ({"stages": [{"type": "export", "format": "tflite"}]}, "stages[0].format"),
+    ({"stages": [{"type": "export", "format": "coreml"}]}, "stages[0].format"),
 ])
 def test_validation_errors_name_the_field(recipe, expected):
     with pytest.raises(ConfigError) as e:

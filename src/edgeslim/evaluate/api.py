@@ -12,7 +12,7 @@ from ..models.resolve import resolve_model, source_folder, source_name
 from .metrics import evaluate_split
 from .size import file_bytes, size_report
 
-MODEL_FILES = (".onnx", ".eslim")
+MODEL_FILES = (".onnx", ".eslim", ".xml", ".tflite", ".pte")  # every format edgeslim.runtime runs
 
 
 def check_data_fits(data: DataBundle, input_shape: tuple[int, ...], class_names: list[str], what: str) -> None:
@@ -99,9 +99,11 @@ def _state_bytes(model) -> int:
 
 def evaluate_file(path: str | Path, dataset: str | None = None, data_dir: str | Path | None = None,
                   limit: int | None = None, public_key: str | Path | None = None, progress: bool = False) -> dict:
-    """Test-set metrics of a deployable file, run by ONNX Runtime with the preprocessing and data
+    """Test-set metrics of a deployable file, run by its runtime (ONNX Runtime, OpenVINO, LiteRT,
+    ExecuTorch) with the preprocessing and data
     set recorded in its metadata; parameters and non-zeros are counted from its weights."""
     from ..runtime import load_model
+    from ..runtime.formats import model_bytes
     from .onnx_stats import onnx_weight_stats
 
     runner = load_model(path, public_key=public_key)
@@ -113,7 +115,7 @@ def evaluate_file(path: str | Path, dataset: str | None = None, data_dir: str | 
     name, metrics = _evaluate_data(runner, meta, Preprocess.from_dict(meta.get("preprocess", {})), runner.input_shape,
                                    runner.class_names, str(path), dataset, data_dir, limit, progress)
     result = {"checkpoint": str(path), "dataset": name, **metrics,
-              "bytes": file_bytes(path), "class_names": runner.class_names, "evaluated_with": "onnxruntime"}
+              "bytes": model_bytes(path), "class_names": runner.class_names, "evaluated_with": runner.format}
     if Path(path).suffix == ".onnx":
         stats = onnx_weight_stats(path)
         result.update(params=stats["weight_params"], nonzero_params=stats["weight_nonzero"],

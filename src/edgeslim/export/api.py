@@ -1,14 +1,27 @@
-"""``edgeslim export``: checkpoint folder -> model.onnx, with a parity report."""
+"""``edgeslim export``: checkpoint folder (or an ONNX file) -> a deployable file in one of the
+formats the runtime runs, with a parity check against PyTorch (or against the source ONNX)."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from .._io import atomic_write_bytes
 from ..data.datasets import load_dataset_for
-from ..errors import ConfigError
+from ..errors import ArtifactError, ConfigError
 from ..models.checkpoint import Checkpoint
 from ..models.resolve import resolve_model, source_folder
+from ..runtime.formats import model_bytes
 from .onnx_export import export_onnx, parity
 from .optimize import GraphOptimization, OptimizeMode, folded_nodes
+
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite", "executorch": ".pte"}
+# Refusal limits. Float: the same arithmetic in another runtime differs by rounding only (the
+# target is < 1e-4; 1e-3 leaves room for big logits). int8: top-1 agreement with PyTorch float.
+FLOAT_TOLERANCE = 1e-3
+INT8_MIN_AGREEMENT = 0.95
+CALIBRATION_SAMPLES = 256
 
 
 def onnx_metadata(ckpt: Checkpoint) -> dict:
@@ -27,22 +40,140 @@ def export_deployed(model, path: str | Path, input_shape: tuple[int, ...], metad
                        optimize=GraphOptimization("auto", timing.batch[0], timing.threads))
 
 
+def check_parity(result: dict, int8: bool, path: Path) -> None:
+    """Refuse (and remove) an export whose outputs are not those of the reference."""
+    if int8 and result["top1_agreement"] < INT8_MIN_AGREEMENT:
+        problem = f"int8 top-1 agreement {result['top1_agreement']:.4f} < {INT8_MIN_AGREEMENT}"
+    elif not int8 and result["max_abs_diff"] > FLOAT_TOLERANCE:
+        problem = f"max |diff| {result['max_abs_diff']:.2e} > {FLOAT_TOLERANCE:.0e}"
+    else:
+        return
+    for p in written_files(path):
+        p.unlink(missing_ok=True)
+    raise ArtifactError(f"{path}: parity check failed ({problem} on {result['samples']} {result['parity_inputs']}); "
+                        "the file was removed. Export to another format, or report the model")
+
+
 def export_checkpoint(folder: str | Path | Checkpoint, out: str | Path | None = None, fmt: str = "onnx",
                       parity_samples: int = 256, data_dir: str | Path | None = None,
-                      optimize: OptimizeMode = "auto") -> dict:
-    """Export a checkpoint and check parity on real test images (random inputs if the
-    data set is not available). ``optimize``: exact graph rewrites for ONNX Runtime, kept
-    where measured faster here (``auto``), always, or never (``edgeslim.export.optimize``)."""
-    if fmt != "onnx":
-        raise ConfigError(f"format {fmt!r} is not supported; use 'onnx' (or `edgeslim pack` for a compressed .eslim)")
+                      optimize: OptimizeMode = "auto", int8: bool = False) -> dict:
+    """Export a checkpoint (or convert an ``.onnx`` file, for ``openvino``) to ``fmt``: ``onnx``,
+    ``openvino`` (``.xml``+``.bin``), ``tflite`` or ``executorch`` (``.pte``), or ``best`` (all
+    that install, benchmarked: see ``export_best``). Parity is checked on real test images
+    (random inputs if the data set is not available) and a file that fails it is refused.
+    ``int8``: ``onnx``/``openvino`` use our static QDQ quantization (``edgeslim quantize``),
+    ``tflite``/``executorch`` their own PT2E quantizers; all calibrate on training images.
+    ``optimize``: exact graph rewrites for ONNX Runtime (``edgeslim.export.optimize``)."""
+    if fmt == "best":
+        from .best import export_best
+
+        return export_best(folder, out, parity_samples=parity_samples, data_dir=data_dir, int8=int8)
+    if fmt not in SUFFIXES:
+        raise ConfigError(f"format {fmt!r} is not supported; use one of {', '.join([*SUFFIXES, 'best'])} "
+                          "(or `edgeslim compress` for .eslim)")
+    if isinstance(folder, (str, Path)) and Path(folder).is_file() and Path(folder).suffix == ".onnx":
+        return convert_onnx_file(folder, out, fmt, parity_samples, data_dir)
     ckpt = resolve_model(folder)
     if out is None and source_folder(ckpt) is None:
         raise ConfigError(f"{folder}: not a checkpoint folder, so there is no default output; pass out= (--out)")
-    out = Path(out) if out else source_folder(ckpt) / "model.onnx"
-    export_onnx(ckpt.model, out, ckpt.input_shape, onnx_metadata(ckpt), optimize=optimize)
+    out = Path(out) if out else source_folder(ckpt) / f"model{SUFFIXES[fmt]}"
+    if out.suffix != SUFFIXES[fmt]:
+        raise ConfigError(f"--out {out}: a {fmt} file name must end in {SUFFIXES[fmt]} (the runtime picks the "
+                          "format from the suffix)")
     inputs, source = _parity_inputs(ckpt, parity_samples, data_dir)
-    return {"onnx": str(out), "bytes": out.stat().st_size, "parity_inputs": source,
-            "folded_conv_pool": folded_nodes(out), **parity(ckpt.model, out, inputs)}
+    meta = onnx_metadata(ckpt)
+    calib = _calibration_inputs(ckpt, data_dir, inputs) if int8 else None
+    extra: dict = {}
+    if fmt in ("onnx", "openvino"):
+        with tempfile.TemporaryDirectory(prefix="edgeslim-export-") as tmp:
+            onnx_path = out if fmt == "onnx" else Path(tmp) / "model.onnx"
+            if int8:
+                _qdq_onnx(ckpt, calib, Path(tmp) / "q", onnx_path)
+            else:
+                export_onnx(ckpt.model, onnx_path, ckpt.input_shape, meta, optimize=optimize)
+                extra["folded_conv_pool"] = folded_nodes(onnx_path)
+            if fmt == "openvino":
+                from .openvino_export import export_openvino
+
+                export_openvino(onnx_path, out, meta)
+    elif fmt == "tflite":
+        from .tflite_export import export_tflite
+
+        export_tflite(ckpt.model, out, ckpt.input_shape, meta, calib)
+    else:
+        from .executorch_export import export_executorch
+
+        export_executorch(ckpt.model, out, ckpt.input_shape, meta, calib)
+    result = {"path": str(out), "format": fmt, "int8": int8, "bytes": model_bytes(out), "parity_inputs": source,
+              "parity_reference": "pytorch", **extra, **parity(ckpt.model, out, inputs)}
+    if fmt == "onnx":
+        result["onnx"] = str(out)
+    check_parity(result, int8, out)
+    return result
+
+
+def written_files(path: str | Path) -> list[Path]:
+    """A model file and what travels with it: an OpenVINO ``.bin``, a metadata sidecar."""
+    from ..runtime.formats import companion_files
+
+    return [Path(path), *companion_files(path)]
+
+
+def convert_onnx_file(onnx_path: str | Path, out: str | Path | None, fmt: str, parity_samples: int = 256,
+                      data_dir: str | Path | None = None) -> dict:
+    """An existing ``.onnx`` (float or our QDQ int8) -> OpenVINO IR; parity against ONNX Runtime."""
+    from ..runtime import load_model
+
+    if fmt != "openvino":
+        raise ConfigError(f"an .onnx file converts to openvino only; {fmt} needs the checkpoint folder "
+                          "(it is converted from the PyTorch model)")
+    from .openvino_export import export_openvino
+
+    onnx_path = Path(onnx_path)
+    out = Path(out) if out else onnx_path.with_suffix(".xml")
+    ref = load_model(onnx_path, require_signature=False)
+    try:
+        data = load_dataset_for(ref.metadata, data_dir=data_dir)
+        x, source = data.test.x[:parity_samples].numpy(), f"{data.name} test images"
+    except Exception:  # no data here: random inputs still catch conversion bugs
+        x, source = np.random.default_rng(0).standard_normal((parity_samples, *ref.input_shape), dtype=np.float32), \
+            "random inputs"
+    export_openvino(onnx_path, out, ref.metadata)
+    result = {"path": str(out), "format": fmt, "int8": _is_qdq(onnx_path), "bytes": model_bytes(out), "parity_inputs": source,
+              "parity_reference": f"onnxruntime on {onnx_path.name}", **compare_outputs(ref.predict(x), out, x)}
+    check_parity(result, result["int8"], out)
+    return result
+
+
+def compare_outputs(ref: np.ndarray, path: str | Path, x: np.ndarray) -> dict:
+    from ..runtime import load_model
+
+    got = load_model(path, require_signature=False).predict(x)
+    diff = np.abs(ref - got)
+    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+            "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean()), "samples": len(x)}
+
+
+def _is_qdq(onnx_path: Path) -> bool:
+    from ..runtime.onnx_file import open_onnx
+
+    return any(n.op_type == "QuantizeLinear" for n in open_onnx(onnx_path).model.graph.node)
+
+
+def _qdq_onnx(ckpt: Checkpoint, calib: np.ndarray, work: Path, out: Path) -> None:
+    from ..quantize import StaticInt8, quantize
+
+    result = quantize(ckpt, StaticInt8(sensitivity=False, benchmark=False), calib, out=work,
+                      metadata=onnx_metadata(ckpt))
+    atomic_write_bytes(out, Path(result.artifact).read_bytes())
+
+
+def _calibration_inputs(ckpt: Checkpoint, data_dir, fallback) -> np.ndarray:
+    try:
+        data = load_dataset_for(ckpt.meta, data_dir=data_dir)
+        return data.train.subset(CALIBRATION_SAMPLES).x.numpy()
+    except Exception:  # no data here: calibrate on the parity inputs (random), as the ONNX path does
+        return fallback[:CALIBRATION_SAMPLES].numpy()
 
 
 def _parity_inputs(ckpt: Checkpoint, n: int, data_dir):

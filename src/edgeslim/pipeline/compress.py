@@ -26,14 +26,18 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-from .._io import (atomic_write_bytes, atomic_write_text, read_json, remove_stale_temps,
+from .._io import (atomic_write_files, atomic_write_text, read_json, remove_stale_temps,
                    removes_new_output_on_failure, write_json)
 from ..errors import ConfigError, EdgeslimError
+from ..export.api import written_files
 from ..models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..models.resolve import resolve_model, source_name
+from ..runtime.formats import FORMATS, model_bytes
 from .budget import Attempt, StageSearch, allowances, has_knob, paired_drop, weakened
 from .recipe import TORCH_STAGES, Recipe, load_recipe
 from .stages import DEPLOY_FILE, RUNNERS, ModelState, StageContext, export_float_onnx
+
+DEPLOYABLE_SUFFIXES = (*FORMATS, ".bin")  # every file publish_best may have written
 
 STATE = "state.json"
 BEST = "best.json"
@@ -120,8 +124,8 @@ def measure(state: ModelState, stage_dir: Path, ctx: StageContext, prev: dict[st
         if file.suffix == ".onnx":
             stats = onnx_weight_stats(file)
             sizes = {"params": stats["weight_params"], "nonzero_params": stats["weight_nonzero"]}
-        evaluated_with = "onnxruntime"
-    return {"file": str(file.relative_to(stage_dir.parent.parent)), "file_bytes": file.stat().st_size,
+        evaluated_with = FORMATS.get(file.suffix, ("onnxruntime",))[0]
+    return {"file": str(file.relative_to(stage_dir.parent.parent)), "file_bytes": model_bytes(file),
             "zstd_bytes": _zstd_bytes(file), "macs": macs, "evaluated_with": evaluated_with, **sizes}
 
 
@@ -161,9 +165,12 @@ def publish_best(out: Path, state: dict) -> Path:
     entry = applied[-1] if applied else None
     src = _deployable(out, entry)
     dest = out / f"model{src.suffix}"
-    atomic_write_bytes(dest, src.read_bytes())
+    # with what travels with it (an OpenVINO .bin, a .tflite/.pte metadata sidecar), renamed alike
+    files = {out / ("model" + f.name[len(src.stem):]): f.read_bytes() for f in written_files(src) if f.exists()}
+    atomic_write_files(files)
     for stale in out.glob("model.*"):
-        if stale != dest and stale.suffix in (".onnx", ".eslim"):
+        if stale not in files and (stale.suffix in DEPLOYABLE_SUFFIXES or stale.name.endswith((".tflite.json",
+                                                                                                ".pte.json"))):
             stale.unlink()
     write_json(out / BEST, {"file": dest.name, "from": str(src.relative_to(out)),
                             "stages_applied": [e["dir"] for e in applied],
@@ -400,7 +407,8 @@ def _reload(stage_dir: Path, stage_type: str) -> ModelState:
     """The kept attempt, from its final place on disk."""
     if stage_type in TORCH_STAGES:
         return ModelState(load_checkpoint(stage_dir).model)
-    for name in ("model.eslim", DEPLOY_FILE):
+    # an export stage's own format first: converting to OpenVINO may leave the ONNX it came from
+    for name in ("model.eslim", "model.xml", "model.tflite", "model.pte", DEPLOY_FILE):
         if (stage_dir / name).exists():
             return ModelState(path=stage_dir / name)
     raise EdgeslimError(f"{stage_dir}: the stage output is missing")

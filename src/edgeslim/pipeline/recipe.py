@@ -124,12 +124,22 @@ class QuantizeStage(_VerbStage):
 
 
 class ExportStage(_Strict):
-    """Write the deployable file: ``onnx``, or ``eslim`` (Deep Compression artifact)."""
+    """Write the deployable file: ``onnx``, ``eslim`` (Deep Compression artifact), ``openvino``
+    (IR, from the ONNX model: a quantize stage's int8 QDQ model stays int8), ``tflite`` or
+    ``executorch`` (from the PyTorch model; ``int8: true`` uses the format's own PT2E quantizer)."""
     type: Literal["export"]
-    format: Literal["onnx", "eslim"] = "onnx"
+    format: Literal["onnx", "eslim", "openvino", "tflite", "executorch"] = "onnx"
+    int8: bool = False
+
+    @model_validator(mode="after")
+    def _int8_needs_a_pt2e_format(self) -> "ExportStage":
+        if self.int8 and self.format not in ("tflite", "executorch"):
+            raise ValueError(f"int8 applies to tflite and executorch (their own quantizers); for {self.format} "
+                             "put a quantize stage before the export")
+        return self
 
     def summary(self) -> str:
-        return f"{self.format} file"
+        return f"{self.format}{' int8' if self.int8 else ''} file"
 
 
 Stage = Annotated[Union[PruneStage, DistillStage, ShareWeightsStage, QuantizeStage, ExportStage],

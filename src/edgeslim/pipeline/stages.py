@@ -144,6 +144,8 @@ def _faster_of_float_and_int8(model: nn.Module, int8: Path, info: dict, ctx: Sta
 
 
 def run_export(stage: ExportStage, state: ModelState, ctx: StageContext) -> ModelState:
+    if stage.format in ("openvino", "tflite", "executorch"):
+        return ModelState(path=_export_runtime_format(stage, state, ctx))
     if stage.format == "onnx":
         out = ctx.stage_dir / DEPLOY_FILE
         if state.is_torch:
@@ -152,6 +154,28 @@ def run_export(stage: ExportStage, state: ModelState, ctx: StageContext) -> Mode
             shutil.copyfile(state.path, out)
         return ModelState(path=out)
     return ModelState(path=_export_eslim(state, ctx))
+
+
+def _export_runtime_format(stage: ExportStage, state: ModelState, ctx: StageContext) -> Path:
+    """OpenVINO IR from the ONNX model (a quantize stage's file, or the float export); LiteRT and
+    ExecuTorch from the PyTorch model, int8 with their own quantizers when ``stage.int8``."""
+    from ..export import SUFFIXES, export_executorch, export_openvino, export_tflite, onnx_metadata
+    from ..runtime import load_model
+
+    out = ctx.stage_dir / f"model{SUFFIXES[stage.format]}"
+    if stage.format == "openvino":
+        onnx_path = state.path if not state.is_torch else export_float_onnx(state.model, ctx.stage_dir / DEPLOY_FILE,
+                                                                              ctx)
+        if onnx_path.suffix != ".onnx":
+            raise ConfigError(f"export format 'openvino' converts an ONNX model, not {onnx_path.suffix}; put it "
+                              "before any eslim export")
+        return export_openvino(onnx_path, out, load_model(onnx_path, require_signature=False).metadata)
+    if not state.is_torch:
+        raise ConfigError(f"export format {stage.format!r} converts the PyTorch model; put it before any quantize "
+                          "stage and set int8: true for its own int8 quantization")
+    calib = ctx.data.train.subset(256, seed=ctx.seed).x.numpy() if stage.int8 else None
+    export = export_tflite if stage.format == "tflite" else export_executorch
+    return export(state.model, out, ctx.input_shape, onnx_metadata(Checkpoint(state.model, ctx.meta)), calib)
 
 
 def _export_eslim(state: ModelState, ctx: StageContext) -> Path:

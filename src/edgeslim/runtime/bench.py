@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 
+from ..errors import ArtifactError
+from .formats import model_bytes
 from .runner import Runner, load_model
 
 
@@ -28,43 +31,85 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
             "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
 
 
+def _agreement(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    if ref.shape != got.shape:
+        return {"max_abs_diff": float("nan"), "top1_agreement": float("nan")}
+    return {"max_abs_diff": float(np.abs(ref - got).max()),
+            "top1_agreement": float((ref.reshape(len(ref), -1).argmax(1) == got.reshape(len(got), -1).argmax(1)).mean())}
+
+
 def benchmark(paths: list[str | os.PathLike], batch: int = 1, threads: int | None = None,
               warmup: int = 10, rounds: int = 20, iters_per_round: int = 5, seed: int = 0,
-              public_key: str | os.PathLike | None = None, require_signature: bool | None = None) -> list[dict]:
-    """Measure each model; returns one dict per model, in the order given, with ratios to
-    the first model (``speedup`` > 1 means faster than the first)."""
+              public_key: str | os.PathLike | None = None, require_signature: bool | None = None,
+              agreement_inputs: np.ndarray | None = None, agreement_samples: int = 64) -> list[dict]:
+    """Measure each model (any format ``load_model`` opens) on the same inputs; returns one dict
+    per model, in the order given, with ratios to the first model (``speedup`` > 1 means faster
+    than the first) and output agreement with it: max |diff| of the outputs and top-1 agreement
+    on ``agreement_inputs`` (default: ``agreement_samples`` random inputs; pass real images)."""
     rng = np.random.default_rng(seed)
     runners: list[Runner] = []
     results: list[dict] = []
+    x = check = None
     for p in paths:
         rss0 = current_rss_bytes()
         t0 = time.perf_counter()
         r = load_model(p, threads=threads, public_key=public_key, require_signature=require_signature)
         init_s = time.perf_counter() - t0
-        x = rng.standard_normal((batch, *r.input_shape)).astype(np.float32)
+        if x is None:  # one set of inputs for every model: the timings and outputs compare like with like
+            x = rng.standard_normal((batch, *r.input_shape)).astype(np.float32)
+            check = (agreement_inputs if agreement_inputs is not None
+                     else rng.standard_normal((agreement_samples, *r.input_shape)).astype(np.float32))
+        if r.input_shape != tuple(x.shape[1:]):
+            raise ArtifactError(f"{p}: input shape {r.input_shape} differs from {paths[0]}'s {tuple(x.shape[1:])}; "
+                                "benchmark exports of one model side by side")
         for _ in range(warmup):
             r.predict(x)
         runners.append(r)
-        results.append({"model": str(r.path), "file_bytes": r.path.stat().st_size, "batch": batch,
+        results.append({"model": str(r.path), "runtime": r.format, "file_bytes": model_bytes(r.path), "batch": batch,
                         "threads": threads or os.cpu_count(), "session_init_ms": init_s * 1000,
-                        "rss_increase_mb": (current_rss_bytes() - rss0) / 2**20, "_x": x, "_t": []})
+                        "rss_increase_mb": (current_rss_bytes() - rss0) / 2**20, "_t": []})
     for _ in range(rounds):
         for r, res in zip(runners, results):
             for _ in range(iters_per_round):
                 t0 = time.perf_counter()
-                r.predict(res["_x"])
+                r.predict(x)
                 res["_t"].append(time.perf_counter() - t0)
+    reference = runners[0].predict(check)
     base = None
-    for res in results:
+    for r, res in zip(runners, results):
         times = res.pop("_t")
-        res.pop("_x")
         res.update(_percentiles(times))
         res["throughput_per_s"] = batch / (float(np.median(times)))
         res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         base = base or res
         res["speedup"] = base["p50_ms"] / res["p50_ms"]
         res["size_ratio"] = res["file_bytes"] / base["file_bytes"]
+        res.update(_agreement(reference, r.predict(check)))
+        res["agreement_samples"] = len(check)
     return results
+
+
+def plot_benchmark(results: list[dict], path: str | os.PathLike, title: str = "") -> Path:
+    """A PNG bar chart of p50 latency per model (p90 as the error bar), labelled with the runtime."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..report.figures import save_figure
+
+    labels = [f"{Path(r['model']).name}\n{r['runtime']}" for r in results]
+    p50 = [r["p50_ms"] for r in results]
+    above = [r["p90_ms"] - r["p50_ms"] for r in results]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(results)), 3.6))
+    bars = ax.bar(labels, p50, yerr=[[0] * len(results), above], capsize=4, color="#4c72b0")
+    for bar, r in zip(bars, results):
+        ax.annotate(f"{r['speedup']:.2f}x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_ylabel("p50 latency (ms; bar to p90)")
+    ax.set_title(title or f"batch {results[0]['batch']}, {results[0]['threads']} threads")
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 FASTER_MARGIN = 1.05  # speedups below this are within timing noise: "not faster"

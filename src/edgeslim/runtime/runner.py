@@ -1,4 +1,4 @@
-"""Run an exported model with ONNX Runtime and numpy: what the device runs."""
+"""Run an exported model on the device: ONNX Runtime (and OpenVINO, LiteRT, ExecuTorch) plus numpy."""
 from __future__ import annotations
 
 import json
@@ -38,8 +38,83 @@ class Prediction:
     probabilities: np.ndarray = field(repr=False)
 
 
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output: its name, shape (``None`` for a dynamic axis) and numpy dtype."""
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+
 class Runner:
+    """What every runtime offers: named inputs/outputs, ``run`` by name, and the preprocessing,
+    class names and input shape stored with the model. One subclass per file format
+    (``.onnx``/``.eslim``: ONNX Runtime; ``.xml``: OpenVINO; ``.tflite``: LiteRT; ``.pte``: ExecuTorch);
+    ``load_model`` picks it from the file suffix."""
+
+    format = ""  # the runtime's short name: onnxruntime, openvino, litert, executorch
+    name: str
+    metadata: dict[str, Any]
+    threads: int | None
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        raise NotImplementedError
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        raise NotImplementedError
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on named inputs; returns every output by name."""
+        raise NotImplementedError
+
+    @property
+    def input_name(self) -> str:
+        return self.inputs[0].name
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess.from_dict(self.metadata.get("preprocess", {}))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.metadata.get("class_names", []))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if "input_shape" in self.metadata:
+            return tuple(self.metadata["input_shape"])
+        return tuple(int(d) for d in self.inputs[0].shape[1:])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a float32 batch already preprocessed to the model's input shape."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"{self.name}: input shape {tuple(x.shape[1:])} != model input {self.input_shape}")
+        return self.run({self.input_name: x})[self.outputs[0].name]
+
+    __call__ = predict
+
+    def classify_image(self, path: str | os.PathLike) -> Prediction:
+        """Read an image (any size or colour mode: it is converted), return the top class."""
+        return top_class(self.predict(self.preprocess.load_image(path))[0], self.class_names)
+
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+               "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64",
+               "tensor(double)": "float64", "tensor(bool)": "bool"}
+
+
+def _ort_spec(arg) -> TensorSpec:
+    return TensorSpec(arg.name, tuple(d if isinstance(d, int) else None for d in arg.shape),
+                      _ORT_DTYPES.get(arg.type, "float32"))
+
+
+class OnnxRunner(Runner):
     """An ONNX Runtime session plus the preprocessing and class names stored with the model."""
+
+    format = "onnxruntime"
 
     def __init__(self, model: bytes | str | os.PathLike, threads: int | None = None, name: str | None = None,
                  metadata: dict[str, Any] | None = None, path: Path | None = None):
@@ -56,35 +131,21 @@ class Runner:
             raise ArtifactError(f"{self.name}: ONNX Runtime cannot load the model ({reason})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = metadata if metadata is not None else json.loads(meta.get(METADATA_KEY, "{}"))
-        self.input_name = self.session.get_inputs()[0].name
+        self._inputs = [_ort_spec(a) for a in self.session.get_inputs()]
+        self._outputs = [_ort_spec(a) for a in self.session.get_outputs()]
         self.threads = threads
 
     @property
-    def preprocess(self) -> Preprocess:
-        return Preprocess.from_dict(self.metadata.get("preprocess", {}))
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
 
     @property
-    def class_names(self) -> list[str]:
-        return list(self.metadata.get("class_names", []))
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        if "input_shape" in self.metadata:
-            return tuple(self.metadata["input_shape"])
-        return tuple(int(d) for d in self.session.get_inputs()[0].shape[1:])
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Logits for a float32 batch already preprocessed to the model's input shape."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"{self.name}: input shape {tuple(x.shape[1:])} != model input {self.input_shape}")
-        return self.session.run(None, {self.input_name: x})[0]
-
-    __call__ = predict
-
-    def classify_image(self, path: str | os.PathLike) -> Prediction:
-        """Read an image (any size or colour mode: it is converted), return the top class."""
-        return top_class(self.predict(self.preprocess.load_image(path))[0], self.class_names)
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(None, feeds)
+        return {o.name: v for o, v in zip(self._outputs, values)}
 
 
 def top_class(logits: np.ndarray, class_names: list[str] | None = None) -> Prediction:
@@ -106,7 +167,9 @@ def signature_required(require_signature: bool | None = None) -> bool:
 
 def load_model(path: str | os.PathLike, threads: int | None = None, public_key: str | os.PathLike | None = None,
                require_signature: bool | None = None) -> Runner:
-    """Open an ``.onnx`` file or an ``.eslim`` artifact for inference.
+    """Open a model for inference, the runtime chosen by the file suffix: ``.onnx`` and ``.eslim``
+    (ONNX Runtime), ``.xml`` (OpenVINO IR), ``.tflite`` (LiteRT), ``.pte`` (ExecuTorch; see
+    ``executorch_runner`` for why that one imports torch). The last three need their extras.
 
     An ``.eslim`` file's digests are always checked, its signature when ``public_key`` (PEM)
     is given; running one unverified logs a one-line warning. ``require_signature=True`` (default:
@@ -120,13 +183,14 @@ def load_model(path: str | os.PathLike, threads: int | None = None, public_key: 
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
     if path.suffix != ".eslim":
+        kind = path.suffix if path.suffix in (".xml", ".tflite", ".pte") else ".onnx"
         if public_key is not None:
-            raise ArtifactError(f"{path}: .onnx files carry no signature, so --verify cannot check it; pack it "
+            raise ArtifactError(f"{path}: {kind} files carry no signature, so --verify cannot check it; pack it "
                                 "as .eslim (`edgeslim pack --sign KEY`) and verify that")
         if required:
             raise ArtifactError(f"{path}: signatures are required ({REQUIRE_SIGNATURE_ENV}=1 or "
-                                "--require-signature) and .onnx files carry none; run a signed .eslim with --verify")
-        return Runner(path, threads)
+                                f"--require-signature) and {kind} files carry none; run a signed .eslim with --verify")
+        return _open_unsigned(path, threads)
     if required and public_key is None:
         raise ArtifactError(f"{path}: signatures are required ({REQUIRE_SIGNATURE_ENV}=1 or --require-signature) "
                             "but no public key was given to check it; pass --verify KEY.pub")
@@ -137,4 +201,21 @@ def load_model(path: str | os.PathLike, threads: int | None = None, public_key: 
         state = "signed, but no public key was given" if metadata["artifact"]["signed"] else "not signed"
         log.warning("warning: running %s unverified (%s; only its checksums were checked); pass --verify KEY.pub, "
                     "or set %s=1 to refuse unverified models", path, state, REQUIRE_SIGNATURE_ENV)
-    return Runner(onnx_bytes, threads, name=path.name, metadata=metadata, path=path)
+    return OnnxRunner(onnx_bytes, threads, name=path.name, metadata=metadata, path=path)
+
+
+def _open_unsigned(path: Path, threads: int | None) -> Runner:
+    # each runtime's module is imported only for its own files: none is needed for the others
+    if path.suffix == ".xml":
+        from .openvino_runner import OpenVinoRunner
+
+        return OpenVinoRunner(path, threads)
+    if path.suffix == ".tflite":
+        from .litert_runner import LiteRtRunner
+
+        return LiteRtRunner(path, threads)
+    if path.suffix == ".pte":
+        from .executorch_runner import ExecuTorchRunner
+
+        return ExecuTorchRunner(path, threads)
+    return OnnxRunner(path, threads)

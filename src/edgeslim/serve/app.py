@@ -50,10 +50,10 @@ class ModelServer:
                  on_batch=None):
         self.runner = load_model(model, threads=threads, public_key=public_key)
         self.name = self.runner.name
-        inp = self.runner.session.get_inputs()[0]
+        inp = self.runner.inputs[0]
         self.input_name = inp.name
-        self.input_shape = [d if isinstance(d, int) else None for d in inp.shape]
-        self.input_dtype = np.dtype(_ORT_TYPES.get(inp.type, "float32"))
+        self.input_shape = list(inp.shape)
+        self.input_dtype = np.dtype(inp.dtype)
         self.cpus = list(cpus) if cpus else None
         self.allow_nonfinite = settings.allow_nonfinite
         self.warnings: list[str] = []
@@ -68,9 +68,9 @@ class ModelServer:
         self.requests = 0
 
     def batch_axis_is_dynamic(self) -> bool:
-        outputs = self.runner.session.get_outputs()
+        outputs = self.runner.outputs
         return (len(self.input_shape) > 0 and self.input_shape[0] is None
-                and all(o.shape and not isinstance(o.shape[0], int) for o in outputs[:1]))
+                and all(o.shape and o.shape[0] is None for o in outputs[:1]))
 
     @property
     def row_bytes(self) -> int | None:
@@ -116,17 +116,12 @@ class ModelServer:
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:
         with pinned_thread(self.cpus):
-            return self.runner.session.run(None, {self.input_name: x})[0]
+            return self.runner.run({self.input_name: x})[self.runner.outputs[0].name]
 
     def details(self) -> dict:
         return {"model": self.name, "input": self.input_name, "input_shape": self.input_shape,
                 "input_dtype": self.input_dtype.name, "max_batch": self.max_batch,
                 "accepts_images": self.accepts_images, "requests": self.requests}
-
-
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
-              "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64",
-              "tensor(double)": "float64", "tensor(bool)": "bool"}
 
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:

@@ -1,0 +1,59 @@
+"""torch -> ExecuTorch ``.pte`` with the XNNPACK backend (float, or int8 with XNNPACK's PT2E
+quantizer), the metadata in the JSON sidecar ``model.pte.json``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .._io import atomic_write_files
+from ..runtime.formats import require, sidecar_path
+
+# The batch axis is dynamic up to this bound (memory is planned for the bound the program reports;
+# the runner splits larger batches, e.g. evaluation's, into chunks of that size).
+MAX_BATCH = 64
+
+
+def _exported(model: nn.Module, input_shape: tuple[int, ...]):
+    from torch.export import Dim
+
+    example = (torch.zeros(2, *input_shape),)  # batch 2: a batch of 1 would be specialised away
+    return torch.export.export(model, example, dynamic_shapes=({0: Dim("batch", min=1, max=MAX_BATCH)},))
+
+
+def quantize_xnnpack(model: nn.Module, input_shape: tuple[int, ...], calib: np.ndarray) -> nn.Module:
+    """XNNPACK's int8 PT2E quantization (per-channel symmetric weights, int8 activations),
+    calibrated on ``calib`` (preprocessed inputs)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                        get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(_exported(model.eval(), input_shape).module(), quantizer)
+    with torch.no_grad():
+        for chunk in np.array_split(calib, max(1, len(calib) // 32)):
+            prepared(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)))
+    return convert_pt2e(prepared)
+
+
+def export_executorch(model: nn.Module, out: str | Path, input_shape: tuple[int, ...],
+                      metadata: dict[str, Any] | None = None, calib: np.ndarray | None = None) -> Path:
+    """Write ``model`` as a ``.pte`` (float; int8 when ``calib`` inputs are given) and its sidecar."""
+    import json
+
+    require("executorch.exir", "executorch", "--format executorch")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    out = Path(out)
+    # a quantized (exported) graph module must not be switched with .eval(): eval the float model first
+    model = quantize_xnnpack(model, input_shape, calib) if calib is not None else model.eval()
+    program = to_edge_transform_and_lower(_exported(model, input_shape), partitioner=[XnnpackPartitioner()])
+    meta = {**(metadata or {}), "io_names": {"inputs": ["input"], "outputs": ["logits"]},
+            "int8": calib is not None}
+    atomic_write_files({out: program.to_executorch().buffer,
+                        sidecar_path(out): json.dumps(meta, indent=1).encode("utf-8")})
+    return out
