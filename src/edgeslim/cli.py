@@ -131,13 +131,28 @@ _REQUIRE_SIGNATURE_OPT = typer.Option(
 
 
 @app.command()
-def run(model: Path, image: Path, threads: Optional[int] = _THREADS_OPT,
+def run(model: Path, image: Optional[Path] = typer.Argument(None, help="image to classify (image models)"),
+        text: Optional[str] = typer.Option(None, "--text", help="sentence to embed (text models)"),
+        threads: Optional[int] = _THREADS_OPT,
         public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
         require_signature: bool = _REQUIRE_SIGNATURE_OPT,
         as_json: bool = typer.Option(False, "--json")) -> None:
-    """Classify one image with an exported model (the on-device path: no torch)."""
+    """Classify one image, or embed one sentence (--text), with an exported model (the on-device
+    path: no torch)."""
     from .runtime import load_model
 
+    if (image is None) == (text is None):
+        raise EdgeslimError("give an image to classify or --text to embed (one of them)")
+    if text is not None:
+        from .runtime.text import load_text_model
+
+        emb = load_text_model(model, threads=threads, public_key=public_key,
+                              require_signature=require_signature or None).embed([text])[0]
+        if as_json:
+            return _print_json({"norm": float((emb ** 2).sum() ** 0.5), "dim": len(emb), "embedding": emb.tolist()})
+        console.print(f"embedding: {len(emb)} values, norm {float((emb ** 2).sum() ** 0.5):.4f}, first "
+                      + ", ".join(f"{v:+.4f}" for v in emb[:8]))
+        return
     try:
         p = load_model(model, threads=threads, public_key=public_key,
                        require_signature=require_signature or None).classify_image(image)
@@ -151,6 +166,7 @@ def run(model: Path, image: Path, threads: Optional[int] = _THREADS_OPT,
 @app.command()
 def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Optional[int] = _THREADS_OPT,
           rounds: int = typer.Option(20, min=1), warmup: int = typer.Option(10, min=0),
+          seq_len: int = typer.Option(128, min=2, help="text models: tokens per row (real word pieces)"),
           public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
           require_signature: bool = _REQUIRE_SIGNATURE_OPT,
           as_json: bool = typer.Option(False, "--json")) -> None:
@@ -159,7 +175,7 @@ def bench(models: List[Path], batch: int = typer.Option(1, min=1), threads: Opti
     from .runtime import benchmark, slower_than_baseline
 
     res = benchmark(models, batch=batch, threads=threads, rounds=rounds, warmup=warmup, public_key=public_key,
-                    require_signature=require_signature or None)  # None: EDGESLIM_REQUIRE_SIGNATURE decides
+                    require_signature=require_signature or None, seq_len=seq_len)  # None: EDGESLIM_REQUIRE_SIGNATURE decides
     if as_json:
         return _print_json(res)
     cols = ["model", "file_bytes", "p50_ms", "p90_ms", "p99_ms", "throughput_per_s", "session_init_ms",

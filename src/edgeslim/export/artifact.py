@@ -165,7 +165,9 @@ def _input_spec(proto: onnx.ModelProto, metadata: dict) -> dict:
     dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in inp.type.tensor_type.shape.dim]
     if "input_shape" in metadata:
         dims = [dims[0] if dims else "batch", *metadata["input_shape"]]
-    return {"name": inp.name, "shape": dims, "dtype": "float32"}
+    elem = inp.type.tensor_type.elem_type  # int64 for text models (token ids)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(elem).name if elem else "float32"
+    return {"name": inp.name, "shape": dims, "dtype": dtype}
 
 
 def build_artifact(model: onnx.ModelProto | bytes | str | os.PathLike, metadata: dict | None = None,
