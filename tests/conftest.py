@@ -90,7 +90,8 @@ def tiny_tokenizer(tmp_path_factory):
 def tiny_bert_config(tiny_tokenizer):
     _, vocab_size = tiny_tokenizer
     return {"vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "intermediate_size": 64, "max_position_embeddings": 64}
+            "intermediate_size": 64, "max_position_embeddings": 64,
+            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # deterministic training steps
 
 
 @pytest.fixture

@@ -112,9 +112,15 @@ def export(checkpoint: Path, fmt: str = typer.Option("onnx", "--format"),
            optimize: str = typer.Option("auto", help="exact graph rewrites for ONNX Runtime: auto (keep those "
                                                      "measured faster here), always, never"),
            as_json: bool = typer.Option(False, "--json")) -> None:
-    """Export a checkpoint to ONNX (dynamic batch) and check parity with PyTorch."""
+    """Export a checkpoint to ONNX (dynamic batch) and check parity with PyTorch. Text models
+    (all-minilm-l6-v2, hf:PATH, a text checkpoint): int64 input_ids/attention_mask with dynamic
+    batch and sequence axes, tokenizer.json beside the file and inside it."""
     from .export import export_checkpoint
+    from .models.text import resolve_text_model
 
+    text_model = resolve_text_model(checkpoint)
+    if text_model is not None:
+        return _export_text(checkpoint, text_model, out, as_json)
     if optimize not in ("auto", "always", "never"):
         raise EdgeslimError(f"--optimize must be auto, always or never, got {optimize!r}")
     r = export_checkpoint(checkpoint, out, fmt, data_dir=data_dir, optimize=optimize)
@@ -123,6 +129,18 @@ def export(checkpoint: Path, fmt: str = typer.Option("onnx", "--format"),
     folded = f"; folded max-pool into conv: {', '.join(r['folded_conv_pool'])}" if r["folded_conv_pool"] else ""
     console.print(f"wrote {r['onnx']} ({r['bytes']:,} bytes); parity on {r['samples']} {r['parity_inputs']}: "
                   f"max |diff| {r['max_abs_diff']:.2e}, top-1 agreement {r['top1_agreement']:.4f}{folded}")
+
+
+def _export_text(spec: Path, text_model, out: Optional[Path], as_json: bool) -> None:
+    from .export.text import export_text_onnx
+
+    if out is None and not spec.is_dir():
+        raise EdgeslimError(f"give --out FILE.onnx to export {spec} (it is not a checkpoint folder to write into)")
+    r = export_text_onnx(text_model[0], out or spec / "model.onnx", text_model[1])
+    if as_json:
+        return _print_json(r)
+    console.print(f"wrote {r['onnx']} ({r['bytes']:,} bytes) and {r['tokenizer']}; parity on {r['samples']} "
+                  f"sentences: max |diff| {r['max_abs_diff']:.2e}")
 
 
 _REQUIRE_SIGNATURE_OPT = typer.Option(
@@ -281,13 +299,43 @@ def quantize_cmd(checkpoint: Path, method: str = typer.Option("static", help="st
                  epochs: int = typer.Option(2, help="QAT / centroid fine-tuning epochs"),
                  bits_conv: int = typer.Option(4), bits_linear: int = typer.Option(5),
                  threads: Optional[int] = _THREADS_OPT, data_dir: Optional[Path] = None,
+                 calib_data: Optional[str] = typer.Option(
+                     None, "--calib-data", help="text models: a .txt file or folder of .txt (one sentence a "
+                                                "line) or site-docs; the first --samples calibrate, the rest "
+                                                "(up to --eval-samples) measure fidelity"),
+                 eval_samples: int = typer.Option(1000, min=0, help="text models: sentences to compare on"),
+                 keep_float: int = typer.Option(0, min=0, help="text models: most sensitive ops kept float"),
                  out: Path = typer.Option(..., help="folder for model.onnx and summary.json"),
                  as_json: bool = typer.Option(False, "--json")) -> None:
-    """Quantize a checkpoint: static int8 (QDQ), dynamic int8, QAT, or weight sharing."""
+    """Quantize a checkpoint: static int8 (QDQ), dynamic int8, QAT, or weight sharing. Text models
+    (all-minilm-l6-v2, hf:PATH, a text checkpoint): dynamic or static int8 after ORT's transformer
+    fusion (calibration: minmax unless percentile/entropy is given)."""
     from pydantic import ValidationError
 
     from .errors import config_error
+    from .models.text import resolve_text_model
     from .quantize.api import QuantizeConfig, quantize_checkpoint
+
+    text_model = resolve_text_model(checkpoint)
+    if text_model is not None:
+        from .quantize.text import quantize_text_cli
+
+        try:
+            s = quantize_text_cli(text_model, out, method=method, calibration=calibration, samples=samples,
+                                  per_channel=per_channel, keep_float=keep_float, threads=threads,
+                                  calib_data=calib_data, eval_samples=eval_samples,
+                                  log=lambda m: err.print(f"[cyan]{m}[/cyan]"))
+        except ValidationError as e:
+            raise config_error(e, "quantize option") from None
+        if as_json:
+            return _print_json(s)
+        console.print(f"wrote {s['artifact']} ({s['artifact_bytes']:,} bytes, {s.get('size_ratio', 0):.0%} of float)")
+        if "mean_cosine" in s:
+            console.print(f"mean cosine to float {s['mean_cosine']:.4f} (min {s['min_cosine']:.4f}), retrieval "
+                          f"agreement {s['retrieval_agreement']:.1%} on {s['sentences']} sentences")
+        if "speed" in s:
+            console.print(f"speed: {s['speed']['speedup']:.2f}x float at batch 1, seq {s['speed']['seq_len']}")
+        return
 
     try:
         config = QuantizeConfig(method=method, calibration=calibration, samples=samples, per_channel=per_channel,

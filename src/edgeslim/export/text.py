@@ -57,9 +57,10 @@ def export_text_onnx(model: nn.Module, out: str | Path, tokenizer: str | Path,
         except OSError as e:
             raise oserror_for(e, out) from e
         proto = onnx.load(str(tmp))
-    dim = int(model.config.hidden_size)
-    set_metadata(proto, {"task": "text-embedding", "max_length": int(max_length), "embedding_dim": dim,
-                         **(metadata or {})})
+    dim, positions = int(model.config.hidden_size), int(model.config.max_position_embeddings)
+    max_length = min(int(max_length), positions)
+    set_metadata(proto, {"task": "text-embedding", "max_length": max_length, "max_positions": positions,
+                         "embedding_dim": dim, **(metadata or {})})
     entry = proto.metadata_props.add()
     entry.key, entry.value = TOKENIZER_KEY, tokenizer_text
     onnx.checker.check_model(proto)

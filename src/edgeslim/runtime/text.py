@@ -65,6 +65,8 @@ class TextEmbedder:
         self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.enable_padding()  # to the longest sentence of each batch, not a fixed length
         self._feeds = {i.name for i in runner.session.get_inputs()}
+        # position embeddings the model has (files from other tools: unknown, so unchecked)
+        self.max_positions = int(runner.metadata.get("max_positions", 1 << 30))
 
     def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         enc = self.tokenizer.encode_batch(list(texts))
@@ -86,6 +88,9 @@ class TextEmbedder:
 
     def bench_inputs(self, batch: int, seq_len: int) -> dict[str, np.ndarray]:
         """``batch`` rows of exactly ``seq_len`` real tokens ([CLS] passage... [SEP]), all attended."""
+        if seq_len > self.max_positions:
+            raise ConfigError(f"{self.runner.name}: --seq-len {seq_len} is longer than the model's "
+                              f"{self.max_positions} positions")
         ids = self.tokenizer.encode(_BENCH_PASSAGE, add_special_tokens=False).ids
         head, tail = self.tokenizer.encode("", add_special_tokens=True).ids[:1], \
             self.tokenizer.encode("", add_special_tokens=True).ids[1:]
