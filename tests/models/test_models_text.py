@@ -63,3 +63,24 @@ def test_packaged_minilm_matches_sentence_transformers():
     ref = SentenceTransformer(str(minilm_path()), device="cpu").encode(texts, normalize_embeddings=True)
     assert ours.shape == (2, 384)
     assert abs(ours.numpy() - ref).max() < 1e-5
+
+
+def test_missing_extra_is_one_line_naming_the_install():
+    from edgeslim.models.text import require_text_extra
+
+    with pytest.raises(ConfigError) as e:
+        require_text_extra("edgeslim_no_such_text_package")
+    assert "pip install edgeslim[text]" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_resolve_text_model_specs(tiny_bert, tiny_tokenizer, tmp_path):
+    from edgeslim.models.text import resolve_text_model, save_text_checkpoint
+
+    assert resolve_text_model("seed-cnn") is None and resolve_text_model(tmp_path) is None
+    tiny_bert.encoder.save_pretrained(tmp_path / "hf")
+    (tmp_path / "hf" / "tokenizer.json").write_bytes(tiny_tokenizer[0].read_bytes())
+    model, tok = resolve_text_model(f"hf:{tmp_path / 'hf'}")
+    assert tok == tmp_path / "hf" / "tokenizer.json" and model.config.hidden_size == 32
+    ck = save_text_checkpoint(tiny_bert, tmp_path / "ck", tiny_tokenizer[0])
+    model, tok = resolve_text_model(ck)
+    assert tok.read_bytes() == tiny_tokenizer[0].read_bytes()
