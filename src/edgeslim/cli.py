@@ -410,18 +410,19 @@ def pack_cmd(checkpoint: Path, out: Optional[Path] = typer.Option(None, help="de
              entropy: str = typer.Option("best", help="best | huffman | zstd | none"),
              float16: bool = typer.Option(False, help="store float values as float16 (lossy)"),
              as_json: bool = typer.Option(False, "--json")) -> None:
-    """Pack a checkpoint into a compressed, verifiable .eslim file (sparse + codebooks + entropy coding)."""
+    """Pack a checkpoint (or an exported .onnx file, e.g. a text model with its tokenizer) into a
+    compressed, verifiable .eslim file (sparse + codebooks + entropy coding)."""
     from pydantic import ValidationError
 
     from .errors import config_error
-    from .export.artifact import PackOptions, pack_checkpoint
+    from .export.artifact import PackOptions, pack_checkpoint, pack_onnx
     from .report import rich_table
 
     try:
         options = PackOptions(entropy=entropy, float16=float16)
     except ValidationError as e:
         raise config_error(e, "pack option") from None
-    r = pack_checkpoint(checkpoint, out, sign, options)
+    r = (pack_onnx if checkpoint.suffix == ".onnx" else pack_checkpoint)(checkpoint, out, sign, options)
     if as_json:
         return _print_json(r)
     console.print(rich_table(r["tensors"], ["name", "shape", "encoding", "gap_bits", "coders", "bytes"],

@@ -75,3 +75,17 @@ def test_tokenizer_travels_inside_eslim(tiny_text_onnx, tmp_path):
     got = load_text_model(out, require_signature=False).embed(["a fox and a dog."])
     want = load_text_model(tiny_text_onnx).embed(["a fox and a dog."])
     assert np.abs(got - want).max() < 1e-5
+
+
+def test_cli_pack_text_onnx_then_run(tiny_text_onnx, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeslim.cli import app
+
+    out = tmp_path / "text.eslim"
+    r = CliRunner().invoke(app, ["pack", str(tiny_text_onnx), "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["run", str(out), "--text", "a fox.", "--json"])
+    assert r.exit_code == 0, r.output
+    want = load_text_model(tiny_text_onnx).embed(["a fox."])[0]
+    assert np.abs(np.array(json.loads(r.output[r.output.index("{"):])["embedding"]) - want).max() < 1e-5
