@@ -99,3 +99,72 @@ def exported(exported_formats):
 def format_missing():
     """``format_missing(fmt)``: why ``fmt``'s extra is missing here, or None."""
     return _format_missing
+
+
+# ---- text models (issue 16): a 2-layer random BERT and a small WordPiece tokenizer ----
+
+TINY_TEXTS = [
+    "the quick brown fox jumps over the lazy dog.",
+    "edge devices run small models close to the data.",
+    "quantization stores weights as eight bit integers.",
+    "pruning removes attention heads and neurons.",
+    "a student model learns from its teacher.",
+    "the dog sleeps in the sun all day.",
+    "small models answer quickly on a phone.",
+    "integers are faster than floats on many chips.",
+    "the teacher writes on the board.",
+    "a fox and a dog are friends.",
+    "data stays on the device.",
+    "heads and neurons matter a little.",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    """A WordPiece tokenizer over the words of TINY_TEXTS, BERT-style ([CLS] ... [SEP]), as tokenizer.json."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = sorted({w for t in TINY_TEXTS for w in t.replace(".", " .").split()})
+    vocab = {w: i for i, w in enumerate(specials + words)}
+    tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tok.save(str(path))
+    return path, len(vocab)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_config(tiny_tokenizer):
+    _, vocab_size = tiny_tokenizer
+    return {"vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 64, "max_position_embeddings": 64,
+            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # deterministic training steps
+
+
+@pytest.fixture
+def tiny_bert(tiny_bert_config):
+    """A random 2-layer BERT sentence encoder (registered as all-minilm-l6-v2 with a config)."""
+    import torch
+
+    from edgeslim.models import create
+
+    torch.manual_seed(0)
+    return create("all-minilm-l6-v2", config=tiny_bert_config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_text_onnx(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
+    import torch
+
+    from edgeslim.export.text import export_text_onnx
+    from edgeslim.models import create
+
+    torch.manual_seed(0)
+    model = create("all-minilm-l6-v2", config=tiny_bert_config).eval()
+    out = tmp_path_factory.mktemp("text") / "model.onnx"
+    export_text_onnx(model, out, tiny_tokenizer[0], max_length=32)
+    return out

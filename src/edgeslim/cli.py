@@ -142,9 +142,15 @@ def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP + "; or an .o
            optimize: str = typer.Option("auto", help="exact graph rewrites for ONNX Runtime: auto (keep those "
                                                      "measured faster here), always, never"),
            as_json: bool = typer.Option(False, "--json")) -> None:
-    """Export a checkpoint (ONNX, OpenVINO IR, LiteRT .tflite, ExecuTorch .pte) and check parity with PyTorch."""
+    """Export a checkpoint (ONNX, OpenVINO IR, LiteRT .tflite, ExecuTorch .pte) and check parity with PyTorch.
+    Text models (all-minilm-l6-v2, hf:PATH, a text checkpoint): ONNX with int64 input_ids/attention_mask,
+    dynamic batch and sequence axes, tokenizer.json beside the file and inside it."""
     from .export import export_checkpoint
+    from .models.text import resolve_text_model
 
+    text_model = resolve_text_model(checkpoint)
+    if text_model is not None:
+        return _export_text(checkpoint, text_model, out, as_json)
     if optimize not in ("auto", "always", "never"):
         raise EdgeslimError(f"--optimize must be auto, always or never, got {optimize!r}")
     r = export_checkpoint(_model_source(checkpoint, weights), out, fmt, data_dir=data_dir, optimize=optimize,
@@ -163,19 +169,46 @@ def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP + "; or an .o
         console.print(r["reason"])
 
 
+def _export_text(spec: Path, text_model, out: Optional[Path], as_json: bool) -> None:
+    from .export.text import export_text_onnx
+
+    if out is None and not spec.is_dir():
+        raise EdgeslimError(f"give --out FILE.onnx to export {spec} (it is not a checkpoint folder to write into)")
+    r = export_text_onnx(text_model[0], out or spec / "model.onnx", text_model[1])
+    if as_json:
+        return _print_json(r)
+    console.print(f"wrote {r['onnx']} ({r['bytes']:,} bytes) and {r['tokenizer']}; parity on {r['samples']} "
+                  f"sentences: max |diff| {r['max_abs_diff']:.2e}")
+
+
 _REQUIRE_SIGNATURE_OPT = typer.Option(
     False, "--require-signature",
     help="refuse any model that is not a signed .eslim verified with --verify (also: EDGESLIM_REQUIRE_SIGNATURE=1)")
 
 
 @app.command()
-def run(model: Path, image: Path, threads: Optional[int] = _THREADS_OPT,
+def run(model: Path, image: Optional[Path] = typer.Argument(None, help="image to classify (image models)"),
+        text: Optional[str] = typer.Option(None, "--text", help="sentence to embed (text models)"),
+        threads: Optional[int] = _THREADS_OPT,
         public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
         require_signature: bool = _REQUIRE_SIGNATURE_OPT,
         as_json: bool = typer.Option(False, "--json")) -> None:
-    """Classify one image with an exported model (the on-device path: no torch)."""
+    """Classify one image, or embed one sentence (--text), with an exported model (the on-device
+    path: no torch)."""
     from .runtime import load_model
 
+    if (image is None) == (text is None):
+        raise EdgeslimError("give an image to classify or --text to embed (one of them)")
+    if text is not None:
+        from .runtime.text import load_text_model
+
+        emb = load_text_model(model, threads=threads, public_key=public_key,
+                              require_signature=require_signature or None).embed([text])[0]
+        if as_json:
+            return _print_json({"norm": float((emb ** 2).sum() ** 0.5), "dim": len(emb), "embedding": emb.tolist()})
+        console.print(f"embedding: {len(emb)} values, norm {float((emb ** 2).sum() ** 0.5):.4f}, first "
+                      + ", ".join(f"{v:+.4f}" for v in emb[:8]))
+        return
     try:
         p = load_model(model, threads=threads, public_key=public_key,
                        require_signature=require_signature or None).classify_image(image)
@@ -191,6 +224,7 @@ def bench(models: List[Path] = typer.Argument(..., help=".onnx, .eslim, .xml, .t
                                                        "model; ratios and agreement are to the first)"),
           batch: int = typer.Option(1, min=1), threads: Optional[int] = _THREADS_OPT,
           rounds: int = typer.Option(20, min=1), warmup: int = typer.Option(10, min=0),
+          seq_len: int = typer.Option(128, min=2, help="text models: tokens per row (real word pieces)"),
           public_key: Optional[Path] = typer.Option(None, "--verify", help="ed25519 public key for .eslim files"),
           require_signature: bool = _REQUIRE_SIGNATURE_OPT,
           chart: Optional[Path] = typer.Option(None, help="write a PNG bar chart of the latencies here"),
@@ -200,7 +234,8 @@ def bench(models: List[Path] = typer.Argument(..., help=".onnx, .eslim, .xml, .t
     from .runtime import benchmark, slower_than_baseline
 
     res = benchmark(models, batch=batch, threads=threads, rounds=rounds, warmup=warmup, public_key=public_key,
-                    require_signature=require_signature or None)  # None: EDGESLIM_REQUIRE_SIGNATURE decides
+                    require_signature=require_signature or None,  # None: EDGESLIM_REQUIRE_SIGNATURE decides
+                    seq_len=seq_len)
     if chart is not None:
         from .runtime.bench import plot_benchmark
 
@@ -339,6 +374,26 @@ def prune_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights:
     for w in r.warnings:
         err.print(f"[yellow]warning: {w}[/yellow]")
 
+def _quantize_text(text_model, out: Path, as_json: bool, **options) -> None:
+    from pydantic import ValidationError
+
+    from .errors import config_error
+    from .quantize.text import quantize_text_cli
+
+    try:
+        s = quantize_text_cli(text_model, out, log=lambda m: err.print(f"[cyan]{m}[/cyan]"), **options)
+    except ValidationError as e:
+        raise config_error(e, "quantize option") from None
+    if as_json:
+        return _print_json(s)
+    console.print(f"wrote {s['artifact']} ({s['artifact_bytes']:,} bytes, {s.get('size_ratio', 0):.0%} of float)")
+    if "mean_cosine" in s:
+        console.print(f"mean cosine to float {s['mean_cosine']:.4f} (min {s['min_cosine']:.4f}), retrieval "
+                      f"agreement {s['retrieval_agreement']:.1%} on {s['sentences']} sentences")
+    if "speed" in s:
+        console.print(f"speed: {s['speed']['speedup']:.2f}x float at batch 1, seq {s['speed']['seq_len']}")
+
+
 # ---- quantize commands (issue 4) ----
 @app.command("quantize")
 def quantize_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights: Optional[Path] = _WEIGHTS_OPT,
@@ -366,16 +421,28 @@ def quantize_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weigh
                  bits_linear: Optional[int] = typer.Option(None, "--bits-linear", "--linear-bits", show_default="5",
                                                            help="linear_bits (weight sharing)"),
                  threads: Optional[int] = _THREADS_OPT, data_dir: Optional[Path] = None,
-                 calib_data: Optional[Path] = typer.Option(
+                 calib_data: Optional[str] = typer.Option(
                      None, help="calibration data read with the model's preprocessing: a folder of images (labels.tsv /"
                                 " labels.csv or class sub-folders: calibrate on one half, measure on the other), an "
-                                "unlabeled image folder, .npy (default: the model's data set)"),
+                                "unlabeled image folder, .npy (default: the model's data set); text models: a .txt "
+                                "file or folder of .txt (one sentence a line) or site-docs (the first --samples "
+                                "calibrate, the rest, up to --eval-samples, measure fidelity)"),
+                 eval_samples: int = typer.Option(1000, min=0, help="text models: sentences to compare on"),
+                 keep_float: int = typer.Option(0, min=0, help="text models: most sensitive ops kept float"),
                  out: Path = typer.Option(..., help="folder for model.onnx and summary.json"),
                  as_json: bool = typer.Option(False, "--json")) -> None:
-    """Quantize a checkpoint: static int8 (QDQ), dynamic int8, QAT, or weight sharing."""
+    """Quantize a checkpoint: static int8 (QDQ), dynamic int8, QAT, or weight sharing. Text models
+    (all-minilm-l6-v2, hf:PATH, a text checkpoint): dynamic (their default) or static int8 after
+    ORT's transformer fusion (calibration: minmax unless percentile/entropy is given)."""
+    from .models.text import resolve_text_model
     from .quantize import quantize_config
     from .quantize.api import quantize_checkpoint
 
+    text_model = resolve_text_model(checkpoint)
+    if text_model is not None:
+        return _quantize_text(text_model, out, as_json, method=method, calibration=calibration, samples=samples,
+                              per_channel=per_channel, keep_float=keep_float, threads=threads,
+                              calib_data=calib_data, eval_samples=eval_samples)
     config = _config_from(config_file, {
         "method": method, "calibration": calibration, "samples": samples, "per_channel": per_channel,
         "symmetric": symmetric, "equalize": equalize, "bias_correction": bias_correction,
@@ -458,18 +525,19 @@ def pack_cmd(checkpoint: Path, out: Optional[Path] = typer.Option(None, help="de
              entropy: str = typer.Option("best", help="best | huffman | zstd | none"),
              float16: bool = typer.Option(False, help="store float values as float16 (lossy)"),
              as_json: bool = typer.Option(False, "--json")) -> None:
-    """Pack a checkpoint into a compressed, verifiable .eslim file (sparse + codebooks + entropy coding)."""
+    """Pack a checkpoint (or an exported .onnx file, e.g. a text model with its tokenizer) into a
+    compressed, verifiable .eslim file (sparse + codebooks + entropy coding)."""
     from pydantic import ValidationError
 
     from .errors import config_error
-    from .export.artifact import PackOptions, pack_checkpoint
+    from .export.artifact import PackOptions, pack_checkpoint, pack_onnx
     from .report import rich_table
 
     try:
         options = PackOptions(entropy=entropy, float16=float16)
     except ValidationError as e:
         raise config_error(e, "pack option") from None
-    r = pack_checkpoint(checkpoint, out, sign, options)
+    r = (pack_onnx if checkpoint.suffix == ".onnx" else pack_checkpoint)(checkpoint, out, sign, options)
     if as_json:
         return _print_json(r)
     console.print(rich_table(r["tensors"], ["name", "shape", "encoding", "gap_bits", "coders", "bytes"],

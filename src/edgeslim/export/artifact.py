@@ -165,7 +165,9 @@ def _input_spec(proto: onnx.ModelProto, metadata: dict) -> dict:
     dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in inp.type.tensor_type.shape.dim]
     if "input_shape" in metadata:
         dims = [dims[0] if dims else "batch", *metadata["input_shape"]]
-    return {"name": inp.name, "shape": dims, "dtype": "float32"}
+    elem = inp.type.tensor_type.elem_type  # int64 for text models (token ids)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(elem).name if elem else "float32"
+    return {"name": inp.name, "shape": dims, "dtype": dtype}
 
 
 def build_artifact(model: onnx.ModelProto | bytes | str | os.PathLike, metadata: dict | None = None,
@@ -259,3 +261,19 @@ def pack_checkpoint(folder: str | os.PathLike, out: str | os.PathLike | None = N
 
     ckpt = load_checkpoint(folder)
     return export_eslim(ckpt.model, Path(out) if out else Path(folder) / "model.eslim", ckpt.meta, options, sign_key)
+
+
+def pack_onnx(path: str | os.PathLike, out: str | os.PathLike | None = None,
+              sign_key: str | os.PathLike | None = None, options: PackOptions | None = None) -> dict:
+    """``edgeslim pack model.onnx``: an exported ONNX file -> ``.eslim`` (default: beside it). Its
+    edgeslim metadata becomes the manifest's; other metadata entries (a text model's tokenizer)
+    stay in the graph part, covered by the digests and signature."""
+    import json
+
+    from ..runtime.runner import METADATA_KEY
+
+    path = Path(path)
+    proto = _load_proto(path)
+    meta = next((json.loads(p.value) for p in proto.metadata_props if p.key == METADATA_KEY), {})
+    return write_artifact(proto, Path(out) if out else path.with_suffix(".eslim"), meta, path.stem, options,
+                          sign_key)
