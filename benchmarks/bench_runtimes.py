@@ -17,6 +17,7 @@ for one epoch on digits, a few rounds: checks the script, measures nothing worth
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -191,6 +192,40 @@ def fastest(rows: list[dict]) -> dict:
     return out
 
 
+COMMAND = "flock /tmp/edgeslim-cpu.lock .venv/bin/python benchmarks/bench_runtimes.py"
+
+
+def markdown(results: dict) -> str:
+    """The results as BENCHMARKS.md shows them: one table per model, then which runtime wins."""
+    lines = ["# Runtimes: ONNX Runtime, OpenVINO, LiteRT and ExecuTorch side by side", "",
+             f"`{COMMAND}` ({results['threads']} threads; every file of one model timed in one interleaved "
+             f"`edgeslim.runtime.benchmark` run per batch size, {results['rounds']} rounds; load average "
+             f"{results['load_average'][0]:.2f} before, {results['load_average_after'][0]:.2f} after). "
+             "seed-cnn is `edgeslim train --model seed-cnn --epochs 10` (defaults), evaluated on the "
+             "Fashion-MNIST test set; seed-cnn-pruned is `edgeslim prune BASELINE --method structured "
+             "--target-macs 0.35 --finetune-epochs 8`; EfficientNet-Lite0 (pretrained) on the 200 ImageNet "
+             "sample photos (calibrated on 100 of them). Float agreement: max |logit diff| against PyTorch; "
+             "int8 agreement: top-1 against our ONNX Runtime int8 (static QDQ) model. The same export "
+             "commands: `edgeslim export M --format onnx|openvino|tflite|executorch [--int8]`.", ""]
+    for name, res in results["models"].items():
+        lines += [f"## {name}", "", "| runtime | precision | file kB | accuracy | max abs diff vs torch | "
+                  "top-1 vs ORT int8 | p50 ms b1 | x ORT float b1 | p50 ms b8 | x ORT float b8 |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["rows"]:
+            if "skipped" in r:
+                lines.append(f"| {r['runtime']} | {r['precision']} | skipped: {r['skipped']} |||||||||")
+                continue
+            lines.append(f"| {r['runtime']} | {r['precision']} | {r['file_kb']:,.1f} | {r['accuracy']:.4f} | "
+                         f"{r['max_abs_diff_vs_torch']:.2e} | {r['top1_agreement_vs_ort_int8']:.4f} | "
+                         f"{r['p50_ms_b1']:.3f} | {r['vs_ort_float_b1']:.2f}x | {r['p50_ms_b8']:.3f} | "
+                         f"{r['vs_ort_float_b8']:.2f}x |")
+        wins = "; ".join(f"batch {b[1:]}: {w['runtime']} {w['precision']}, {w['p50_ms']:.3f} ms, "
+                         f"{w['vs_ort_float']:.2f}x ONNX Runtime float" for b, w in res["fastest"].items())
+        lines += ["", f"Fastest that agrees (float within 1e-4 of PyTorch, int8 >= 99% top-1 with ORT int8): {wins}.",
+                  ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     import os
 
@@ -199,7 +234,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a tiny digits model, few rounds: a smoke run")
     ap.add_argument("--rounds", type=int, default=None, help="benchmark rounds (default 30, --quick 3)")
     ap.add_argument("--out", type=Path, default=RESULTS / "runtimes.json")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite runtimes.md from --out, measure nothing")
     args = ap.parse_args()
+    md_path = args.out.with_suffix(".md")
+    if args.markdown_only:
+        md_path.write_text(markdown(json.loads(args.out.read_text())))
+        return print(f"wrote {md_path}")
     rounds = args.rounds or (3 if args.quick else 30)
     results = {"threads": THREADS, "batches": list(BATCHES), "rounds": rounds, "quick": args.quick,
                "load_average": list(os.getloadavg()), "models": {}}
@@ -213,6 +253,9 @@ def main() -> None:
             print(f"fastest that agrees: {results['models'][name]['fastest']}", flush=True)
     results["load_average_after"] = list(os.getloadavg())
     print(f"wrote {write_json(args.out, {'machine': machine(), **results})}")
+    if not args.quick:
+        md_path.write_text(markdown(results))
+        print(f"wrote {md_path}")
 
 
 if __name__ == "__main__":

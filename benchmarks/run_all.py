@@ -18,7 +18,7 @@ ROOT = HERE.parent
 # (area, script, results file): order follows the data flow of the toolkit
 SCRIPTS = [("budget", "bench_budget.py", "budget.md"), ("prune", "bench_prune.py", "prune.md"), ("quantize", "bench_quantize.py", "quantize.md"),
            ("distill", "bench_distill.py", "distill.md"),
-           ("artifact", "bench_artifact.py", "artifact.md"),
+           ("artifact", "bench_artifact.py", "artifact.md"), ("runtimes", "bench_runtimes.py", "runtimes.md"),
            ("pipeline", "bench_search.py", "pipeline.md"), ("edge", "bench_split.py", "edge.md"),
            ("serve", "bench_serve.py", "serve.md")]
 
@@ -30,11 +30,11 @@ def collect() -> Path:
              "its section (`make bench` runs them all; `python benchmarks/run_all.py --only AREA` one). The "
              "raw numbers, with the machine description, are in `benchmarks/results/*.json`. The first section "
              "(budget-first compression) runs the CLI commands exactly as a user types them, on baselines "
-             "trained with `edgeslim train --model M --epochs 10` (defaults). The sections after it are the "
-             "earlier, tuned measurements: their dense baselines are the cached models of "
-             "`benchmarks/common.baseline` (`edgeslim train ... --hflip --shift`, 10 epochs, seed 0, no "
-             "validation hold-out) and several rows use settings only those scripts pass; read them as what "
-             "the methods can reach, not as what the documented commands give. Latencies were measured on a "
+             "trained with `edgeslim train --model M --epochs 10` (defaults), and so does the runtimes section. "
+             "The other sections are the earlier, tuned measurements: their dense baselines were trained "
+             "with `edgeslim train ... --hflip --shift` (10 epochs, seed 0, no validation hold-out) and "
+             "several rows use settings only those scripts pass; read them as what the methods can reach, "
+             "not as what the documented commands give. Latencies were measured on a "
              "shared 2-core machine: compare models within one table (they were timed side by side), not "
              "across tables.\n"]
     for _, _, md in SCRIPTS:

@@ -26,17 +26,13 @@ def _exported(model: nn.Module, input_shape: tuple[int, ...]):
 
 def quantize_xnnpack(model: nn.Module, input_shape: tuple[int, ...], calib: np.ndarray) -> nn.Module:
     """XNNPACK's int8 PT2E quantization (per-channel symmetric weights, int8 activations),
-    calibrated on ``calib`` (preprocessed inputs), of the model prepared as every int8 path
-    prepares it (``edgeslim.quantize.prepare.prepare_for_int8``)."""
+    calibrated on ``calib`` (preprocessed inputs)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                         get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from ..quantize.prepare import prepare_for_int8
-
-    model, _ = prepare_for_int8(model, torch.from_numpy(np.ascontiguousarray(calib, dtype=np.float32)))
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = prepare_pt2e(_exported(model, input_shape).module(), quantizer)
+    prepared = prepare_pt2e(_exported(model.eval(), input_shape).module(), quantizer)
     with torch.no_grad():
         for chunk in np.array_split(calib, max(1, len(calib) // 32)):
             prepared(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)))

@@ -43,12 +43,6 @@ def _convert_here(model: nn.Module, input_shape: tuple[int, ...], calib: np.ndar
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from ..quantize.prepare import prepare_for_int8
-
-    # prepared as every int8 path prepares it (BN folded, equalized, bias-corrected), here in the
-    # process that converts, since a folded model no longer matches its class to be saved and reloaded
-    model, _ = prepare_for_int8(model, torch.from_numpy(np.ascontiguousarray(calib, dtype=np.float32)))
-
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
     prepared = prepare_pt2e(torch.export.export(model, example).module(), quantizer)
     with torch.no_grad():
