@@ -64,7 +64,7 @@ def write(path: Path, data: str | bytes) -> Path:
 # ---- options accepted but wrong: refused before any work ----
 
 @pytest.mark.parametrize("args, expected", [
-    (["train", "--lr", "-1", "--dataset", "digits", "--out", "{t}/m"], "invalid train option: lr: must be > 0"),
+    (["train", "--lr", "-1", "--dataset", "digits", "--out", "{t}/m"], "invalid TrainConfig config: lr: must be > 0"),
     (["train", "--epochs", "x", "--out", "{t}/m"], "'--epochs'"),
     (["eval", "{t}/nothing", "--limit", "-5"], "'--limit'"),
     (["run", "{t}/m.onnx", "{t}/x.png", "--threads", "-1"], "'--threads'"),
