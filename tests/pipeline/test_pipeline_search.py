@@ -9,14 +9,14 @@ from edgeslim.pipeline import rerank, search
 from edgeslim.pipeline.autotune import NONE_WITHIN, SearchConfig, load_search_config, pareto_front, recipe_for
 from edgeslim.pipeline.recipe import parse_recipe
 
-FAST = {"max_steps": 2, "finetune_epochs": 1, "distill_epochs": 1, "calibration_samples": 16, "bench_rounds": 2,
+FAST = {"max_steps": 2, "finetune": {"epochs": 1}, "distill_epochs": 1, "calibration_samples": 16, "bench_rounds": 2,
         "train_samples": 300, "eval_samples": 200, "space": {"width": [1.0, 0.5], "share_bits": [0, 4]}}
 
 
 def test_two_workers_share_one_study_and_rerun_resumes(tmp_path, digits_checkpoint):
     ckpt, _ = digits_checkpoint
     out = tmp_path / "s"
-    r = search(ckpt, out, max_accuracy_drop=3.0, trials=4, workers=2, config=FAST, progress=False)
+    r = search(ckpt, {**FAST, "max_accuracy_drop": 3.0, "trials": 4}, out=out, workers=2, progress=False).summary
     study = optuna.load_study(study_name="edgeslim-search", storage=f"sqlite:///{out / 'study.db'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 4
@@ -31,15 +31,15 @@ def test_two_workers_share_one_study_and_rerun_resumes(tmp_path, digits_checkpoi
     assert {p["trial"] for p in summary["pareto"]} == {t.number for t in study.best_trials}  # same front as Optuna
     assert (out / "pareto.png").stat().st_size > 1000 and "Pareto front" in (out / "pareto.md").read_text()
 
-    r2 = search(ckpt, out, max_accuracy_drop=3.0, trials=5, workers=1, config=FAST, progress=False)
+    r2 = search(ckpt, {**FAST, "max_accuracy_drop": 3.0, "trials": 5}, out=out, workers=1, progress=False).summary
     assert r2["complete"] == 5  # one more trial, the first four kept
 
 
 def test_infeasible_trials_are_kept_and_marked(tmp_path, digits_checkpoint):
     ckpt, _ = digits_checkpoint
     cfg = {**FAST, "space": {"sparsity": [0.99, 0.99], "structured_ratio": [0, 0], "width": [1.0],
-                             "share_bits": [0], "bits": [32]}, "finetune_epochs": 0}
-    r = search(ckpt, tmp_path / "s", max_accuracy_drop=0.0, trials=1, config=cfg, progress=False)
+                             "share_bits": [0], "bits": [32]}, "finetune": {"epochs": 0}}
+    r = search(ckpt, {**cfg, "max_accuracy_drop": 0.0, "trials": 1}, out=tmp_path / "s", progress=False).summary
     assert r["complete"] == 1 and r["feasible"] == 0 and r["pareto"] == []
     assert r["all_trials"][0]["feasible"] == "no"
     # the report is never empty: it names the closest trial

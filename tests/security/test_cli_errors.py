@@ -122,9 +122,9 @@ def test_recipe_and_search_numbers_have_strict_types(capsys, tmp_path, empty_cwd
                                         "  - {type: export}\n")
     line = refused(capsys, "compress", tmp_path / "ck", "--recipe", recipe, "--out", tmp_path / "out")
     assert f"stages[0].finetune.epochs: {expected}" in line and str(recipe) in line
-    cfg = write(tmp_path / "s.yaml", f"finetune_epochs: {value}\n")
+    cfg = write(tmp_path / "s.yaml", f"finetune: {{epochs: {value}}}\n")
     line = refused(capsys, "search", tmp_path / "ck", "--config", cfg, "--out", tmp_path / "out")
-    assert f"finetune_epochs: {expected}" in line and str(cfg) in line
+    assert f"finetune.epochs: {expected}" in line and str(cfg) in line
 
 
 def test_yaml_floats_with_and_without_a_dot_are_numbers(tmp_path):

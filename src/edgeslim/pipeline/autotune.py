@@ -85,8 +85,10 @@ class SearchSpace(_Strict):
         return self
 
 
-# a trial's pruning recovery: one short distilled epoch (its temperature is searched: space.kd_temperature)
-SearchFineTune = with_defaults(FineTune, "SearchFineTune", epochs=1)
+class SearchFineTune(with_defaults(FineTune, "_SearchFineTune", epochs=1)):
+    """A trial's pruning recovery: one short distilled epoch (its temperature is searched:
+    ``space.kd_temperature``). Strict like the rest of the search settings."""
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SearchConfig(MethodConfig):
@@ -352,7 +354,7 @@ def search(model: str | Path | Checkpoint, config: SearchConfig | dict | None = 
         raise ConfigError("workers: must be >= 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = str(_as_folder(checkpoint, out).resolve())
+    checkpoint = str(_as_folder(model, out).resolve())
     storage_url = storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
     study = _study(storage_url, study_name, cfg, create=True)
     _check_same_config(study, cfg)
@@ -360,7 +362,8 @@ def search(model: str | Path | Checkpoint, config: SearchConfig | dict | None = 
     shares = [remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)]
     bars = progress and sum(n > 0 for n in shares) == 1 and sys.stdout.isatty()
     trust = current_code_trust()
-    args = [(checkpoint, str(out), storage_url, study_name, cfg.model_dump(mode="json"), i, n,
+    # only the fields set travel: a worker re-reading a full dump would pass every finetune default on
+    args = [(checkpoint, str(out), storage_url, study_name, cfg.model_dump(mode="json", exclude_unset=True), i, n,
              str(data_dir) if data_dir else None, progress, bars, trust, data) for i, n in enumerate(shares) if n > 0]
     if len(args) == 1:
         run_worker(*args[0])
