@@ -38,7 +38,7 @@ def test_nonzero_params():
     assert count_nonzero_params(lin) == 1
 
 
-def test_evaluate_checkpoint_reports_everything(digits_checkpoint):
+def test_evaluate_reports_everything(digits_checkpoint):
     folder, _ = digits_checkpoint
     res = edgeslim.evaluate(folder)
     r = res.summary

@@ -4,6 +4,7 @@ import json
 import optuna
 import pytest
 
+import edgeslim
 from edgeslim.errors import ConfigError
 from edgeslim.pipeline import rerank, search
 from edgeslim.pipeline.autotune import NONE_WITHIN, SearchConfig, load_search_config, pareto_front, recipe_for
@@ -39,7 +40,9 @@ def test_infeasible_trials_are_kept_and_marked(tmp_path, digits_checkpoint):
     ckpt, _ = digits_checkpoint
     cfg = {**FAST, "space": {"sparsity": [0.99, 0.99], "structured_ratio": [0, 0], "width": [1.0],
                              "share_bits": [0], "bits": [32]}, "finetune": {"epochs": 0}}
-    r = search(ckpt, {**cfg, "max_accuracy_drop": 0.0, "trials": 1}, out=tmp_path / "s", progress=False).summary
+    res = edgeslim.search(ckpt, {**cfg, "max_accuracy_drop": 0.0, "trials": 1}, out=tmp_path / "s", progress=False)
+    r = res.summary
+    assert res.artifact == tmp_path / "s" / "pareto.json" and json.loads(res.artifact.read_text())["complete"] == 1
     assert r["complete"] == 1 and r["feasible"] == 0 and r["pareto"] == []
     assert r["all_trials"][0]["feasible"] == "no"
     # the report is never empty: it names the closest trial
@@ -75,3 +78,17 @@ def test_trial_recipes_are_valid_and_config_errors_name_fields(tmp_path):
     p.write_text("trails: 3\n")
     with pytest.raises(ConfigError, match="trails: unknown field"):
         load_search_config(p)
+
+
+def test_search_config_shares_the_finetune_block_and_names_renamed_keys():
+    assert SearchConfig().finetune.epochs == 1 and SearchConfig(finetune={"epochs": 3}).finetune.epochs == 3
+    with pytest.raises(ConfigError) as e:
+        load_search_config(None, finetune_epochs=2)
+    assert str(e.value) == "invalid search config (options): 'finetune_epochs' was renamed: use 'finetune.epochs'"
+    with pytest.raises(ConfigError, match="^invalid SearchConfig config: finetune.epochs: must be >= 0"):
+        edgeslim.SearchConfig(finetune={"epochs": -1})
+    # only the pruning stages take the block's settings the caller set; the temperature is searched
+    params = {"width": 1.0, "structured_ratio": 0.2, "sparsity": 0.0, "share_bits": 0, "bits": 32,
+              "kd_temperature": 2.0}
+    stages = recipe_for(params, SearchConfig(finetune={"epochs": 2, "lr": 5e-4}))["stages"]
+    assert stages[0]["finetune"] == {"epochs": 2, "lr": 5e-4, "temperature": 2.0}
