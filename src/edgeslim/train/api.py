@@ -56,16 +56,18 @@ def train(model: str | nn.Module | Checkpoint, config: TrainConfig | dict | None
           data_dir: str | Path | None = None, progress: bool = True, model_kwargs: dict[str, Any] | None = None,
           val_samples: int | None = None) -> Result:
     """Train a registered model (by name: fitted to the data by its spec) or any ``nn.Module`` on
-    ``data`` (a data set name or a DataBundle) and, with ``out``, save a checkpoint folder. Any other model source :func:`edgeslim.models.resolve_model`
-    accepts (a checkpoint folder, ``NAME,key=value``, a Checkpoint) is trained from its weights.
+    ``data`` (a data set name or a DataBundle) and, with ``out``, save a checkpoint folder. Any
+    other model source :func:`edgeslim.models.resolve_model` accepts (a checkpoint folder,
+    ``NAME,key=value``, a Checkpoint) is trained from its weights.
 
     ``val_samples`` training samples (default: a tenth, at most 5,000; 0: none) are held out for
     choosing the best epoch; the checkpoint records which, so that pruning, quantization and the
     accuracy budget of ``compress`` later judge on images this training never saw.
 
-    ``config``: a TrainConfig or a dict (a bad field raises ConfigError naming it). Returns a Result:
-    ``model`` the trained module (a copy: the model passed in is left untouched), ``artifact`` the checkpoint folder (``out``), ``summary`` its
-    test metrics (accuracy, loss, per-class accuracy, train_seconds)."""
+    ``config``: a TrainConfig or a dict (a bad field raises ConfigError naming it). Returns a
+    Result: ``model`` the trained module (a copy: the model passed in is left untouched),
+    ``artifact`` the checkpoint folder (``out``), ``summary`` its test metrics (accuracy, loss,
+    per-class accuracy, train_seconds)."""
     from ..evaluate.metrics import evaluate_split
 
     if isinstance(model, str) and model not in list_models():
