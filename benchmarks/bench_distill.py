@@ -40,14 +40,14 @@ def load_teacher(name: str):
     from common import CACHE
 
     from edgeslim.models import load_checkpoint
-    from edgeslim.train import TrainConfig, train_model
+    from edgeslim.train import TrainConfig, train
 
     if name == "seed-cnn":
         return baseline("seed-cnn")[0]
     folder = CACHE / "seed-cnn-w2.0-fashion-mnist-e10-s0-noaug"
     if not (folder / "model.json").exists():
-        train_model("seed-cnn", "fashion-mnist", TrainConfig(epochs=10, augment=False, hflip=False), out=folder,
-                    progress=False, model_kwargs={"width": 2.0})
+        train("seed-cnn", TrainConfig(epochs=10, augment=False, hflip=False), "fashion-mnist", out=folder,
+              progress=False, model_kwargs={"width": 2.0})
     return load_checkpoint(folder)
 
 

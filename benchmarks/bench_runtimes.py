@@ -48,11 +48,13 @@ def seed_cnn(quick: bool):
 
     if quick:
         from edgeslim.data import load_digits
-        from edgeslim.train import TrainConfig, train_model
+        from edgeslim.models import load_checkpoint
+        from edgeslim.train import TrainConfig, train
 
         data = load_digits(pad_to=32)
-        ckpt = train_model("seed-cnn", data, TrainConfig(epochs=1, batch_size=64, augment=False, hflip=False),
-                           out=Path(tempfile.mkdtemp(prefix="bench-rt-")) / "seed-cnn", progress=False)
+        res = train("seed-cnn", TrainConfig(epochs=1, batch_size=64, augment=False, hflip=False), data,
+                    out=Path(tempfile.mkdtemp(prefix="bench-rt-")) / "seed-cnn", progress=False)
+        ckpt = load_checkpoint(res.artifact, model=res.model)
         return ckpt, data.train.subset(256).x.numpy(), data.test.x.numpy(), data.test.y.numpy()
     ckpt, _ = baseline("seed-cnn", "fashion-mnist")
     data = load_data_for("seed-cnn", "fashion-mnist")

@@ -20,7 +20,7 @@ SUMMARY_COLUMNS = ["recipe", "accuracy", "drop_points", "budget", "within_budget
                    "zstd_size_reduction", "macs", "macs_reduction", "p50_ms", "speedup", "seconds"]
 STAGE_COLUMNS = ["stage", "what", "accuracy", "drop_points", "evaluated_with", "file_bytes", "zstd_bytes",
                  "nonzero_params", "macs", "p50_ms", "speedup"]
-SEARCH = {"finetune_epochs": 1, "distill_epochs": 2, "train_samples": 12000, "eval_samples": 2000,
+SEARCH = {"finetune": {"epochs": 1}, "distill_epochs": 2, "train_samples": 12000, "eval_samples": 2000,
           "calibration_samples": 256, "bench_rounds": 10,
           "space": {"sparsity": [0.0, 0.95], "structured_ratio": [0.0, 0.5], "width": [1.0, 0.75, 0.5],
                     "kd_temperature": [1.0, 8.0], "share_bits": [0, 4, 6], "bits": [32, 8]}}
@@ -37,7 +37,7 @@ def run_recipes(folder: Path, names: list[str], previous: dict | None = None) ->
         out = RUNS / name
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        rep = compress(folder, name, out, check_budget=False, progress=False)
+        rep = compress(folder, name, out=out, check_budget=False, progress=False).summary
         base, final = rep["baseline"], rep["final"]
         rows.append({"recipe": name, "accuracy": final["accuracy"], "drop_points": final["drop_points"],
                      "budget": rep["budget"]["max_accuracy_drop"], "within_budget": "no" if rep["budget"]["exceeded"] else "yes",
@@ -63,7 +63,8 @@ def run_search(folder: Path, trials: int, workers: int) -> dict:
     out = RUNS / "search"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    r = search(folder, out, max_accuracy_drop=1.0, trials=trials, workers=workers, config=SEARCH, progress=True)
+    r = search(folder, {**SEARCH, "max_accuracy_drop": 1.0, "trials": trials}, out=out, workers=workers,
+               progress=True).summary
     png = RESULTS / "pipeline_pareto.png"
     shutil.copyfile(r["files"]["png"], png)
     return {"settings": {**SEARCH, "trials": trials, "workers": workers, "max_accuracy_drop": 1.0},
@@ -96,7 +97,7 @@ def markdown(payload: dict) -> str:
         st = s["settings"]
         lines += ["## Accuracy-aware search", "",
                   f"`search(..., max_accuracy_drop=1.0, trials={st['trials']}, workers={st['workers']})` on a "
-                  f"{st['train_samples']:,}-image training subset (fine-tuning {st['finetune_epochs']} epoch per "
+                  f"{st['train_samples']:,}-image training subset (fine-tuning {st['finetune']['epochs']} epoch per "
                   f"pruning stage, {st['distill_epochs']} for width students) and a {st['eval_samples']:,}-image "
                   f"test subset; {s['complete']} complete trials, {s['feasible']} within budget, "
                   f"{s['seconds'] / 60:.1f} min. Size = deployable file after zstd. Space: "

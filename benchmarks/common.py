@@ -17,11 +17,11 @@ def baseline(model: str = "seed-cnn", dataset: str = "fashion-mnist", epochs: in
     other setting its default: no augmentation; seed-cnn 92.14%), trained once and cached. Results
     recorded before 2026-12-02 used a baseline trained with --hflip --shift (seed-cnn 91.31%)."""
     from edgeslim.models import load_checkpoint
-    from edgeslim.train import TrainConfig, train_model
+    from edgeslim.train import TrainConfig, train
 
     folder = CACHE / f"{model}-{dataset}-train-defaults-e{epochs}-s{seed}"
     if not (folder / "model.json").exists():
-        train_model(model, dataset, TrainConfig(epochs=epochs, seed=seed), out=folder, progress=False)
+        train(model, TrainConfig(epochs=epochs, seed=seed), dataset, out=folder, progress=False)
     return load_checkpoint(folder), folder
 
 

@@ -14,20 +14,22 @@ def digits():
 @pytest.fixture(scope="session")
 def digits_checkpoint(tmp_path_factory, digits):
     """seed-cnn trained for 3 epochs on digits, saved as a checkpoint folder."""
-    from edgeslim.train import TrainConfig, train_model
+    import edgeslim
+    from edgeslim.models import load_checkpoint
 
     out = tmp_path_factory.mktemp("ckpt") / "seed-cnn"
-    ckpt = train_model("seed-cnn", digits, TrainConfig(epochs=4, batch_size=64, augment=False, hflip=False), out=out, progress=False)
-    return out, ckpt
+    res = edgeslim.train("seed-cnn", edgeslim.TrainConfig(epochs=4, batch_size=64, augment=False, hflip=False), digits,
+                         out=out, progress=False)
+    return out, load_checkpoint(res.artifact, model=res.model)
 
 
 @pytest.fixture(scope="session")
 def digits_onnx(tmp_path_factory, digits_checkpoint):
-    from edgeslim.export import export_checkpoint
+    import edgeslim
 
     folder, _ = digits_checkpoint
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    export_checkpoint(folder, out, optimize="never")  # a fixed graph: tests cut it at named tensors
+    edgeslim.export(folder, edgeslim.Export(optimize="never"), out=out)  # a fixed graph: tests cut it at named tensors
     return out
 
 
@@ -73,14 +75,15 @@ def _format_missing(fmt: str) -> str | None:
 def exported_formats(tmp_path_factory, digits_checkpoint):
     """The digits seed-cnn exported once per installed format: {format: export report}
     (a format whose extra is missing maps to the reason, a str)."""
-    from edgeslim.export import export_checkpoint
+    import edgeslim
     from edgeslim.export.api import SUFFIXES
 
     folder, _ = digits_checkpoint
     out = tmp_path_factory.mktemp("formats")
     reports = {}
     for fmt, suffix in SUFFIXES.items():
-        reports[fmt] = _format_missing(fmt) or export_checkpoint(folder, out / f"model{suffix}", fmt, optimize="never")
+        reports[fmt] = _format_missing(fmt) or edgeslim.export(folder, edgeslim.Export(format=fmt, optimize="never"),
+                                                                out=out / f"model{suffix}").summary
     return reports
 
 

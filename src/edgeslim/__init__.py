@@ -17,11 +17,7 @@ _LAZY = {
     "save_checkpoint": ("edgeslim.models", "save_checkpoint"),
     "trusted_code": ("edgeslim.models", "trusted_code"),
     "load_dataset": ("edgeslim.data", "load_dataset"),
-    "train_model": ("edgeslim.train", "train_model"),
-    "TrainConfig": ("edgeslim.train", "TrainConfig"),
-    "evaluate_checkpoint": ("edgeslim.evaluate", "evaluate_checkpoint"),
     "export_onnx": ("edgeslim.export", "export_onnx"),
-    "export_checkpoint": ("edgeslim.export", "export_checkpoint"),
     "load_model": ("edgeslim.runtime", "load_model"),
     "benchmark": ("edgeslim.runtime", "benchmark"),
     "run_demo": ("edgeslim.pipeline.demo", "run_demo"),
@@ -37,11 +33,20 @@ _LAZY = {
     "QAT": ("edgeslim.quantize.config", "QAT"),
     "WeightSharing": ("edgeslim.quantize.config", "WeightSharing"),
     "Distill": ("edgeslim.distill.config", "Distill"),
+    "TrainConfig": ("edgeslim.train", "TrainConfig"),
+    "Evaluate": ("edgeslim.evaluate.api", "Evaluate"),
+    "Export": ("edgeslim.export.api", "Export"),
+    "SearchConfig": ("edgeslim.pipeline.autotune", "SearchConfig"),
+    # the verbs that are not a sub-package's name (train, evaluate, export, prune, quantize, distill are
+    # callable packages: edgeslim._verb)
+    "compress": ("edgeslim.pipeline.compress", "compress"),
+    "search": ("edgeslim.pipeline.autotune", "search"),
 }
 
 
-# Sub-packages load on first use; `edgeslim.prune(...)`, `edgeslim.quantize(...)` and `edgeslim.distill(...)`
-# are callable packages (one verb, one config object, one Result), so they work right after `import edgeslim`.
+# Sub-packages load on first use; `edgeslim.train(...)`, `edgeslim.evaluate(...)`, `edgeslim.export(...)`,
+# `edgeslim.prune(...)`, `edgeslim.quantize(...)` and `edgeslim.distill(...)` are callable packages (one verb,
+# one config object, one Result), so they work right after `import edgeslim`, as compress and search do.
 _SUBPACKAGES = {"data", "models", "train", "prune", "quantize", "distill", "pipeline", "evaluate", "export",
                 "runtime", "edge", "serve", "report"}
 

@@ -90,18 +90,11 @@ def train(model: str = typer.Option("seed-cnn", help="registered model name (see
           data_dir: Optional[Path] = typer.Option(None, help="folder with the data set files"),
           out: Path = typer.Option(..., help="checkpoint folder to write")) -> None:
     """Train a model and write a checkpoint folder (weights.safetensors + model.json)."""
-    from pydantic import ValidationError
+    import edgeslim
 
-    from .errors import config_error
-    from .train import TrainConfig, train_model
-
-    try:
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=shift, hflip=hflip)
-    except ValidationError as e:
-        raise config_error(e, "train option") from None
-    ckpt = train_model(_model_source(model, weights), dataset, config, out=out, data_dir=data_dir,
-                       val_samples=val_samples)
-    m = ckpt.meta["metrics"]
+    config = edgeslim.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=shift, hflip=hflip)
+    m = edgeslim.train(_model_source(model, weights), config, dataset, out=out, data_dir=data_dir,
+                       val_samples=val_samples).summary
     console.print(f"test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} "
                   f"({m['train_seconds']:.0f} s); checkpoint written to {out}")
 
@@ -117,10 +110,11 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="an exported .onnx / .e
              as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
     """Accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes of a checkpoint, or of
     a deployable file run by ONNX Runtime (the on-device path)."""
-    from .evaluate import evaluate_checkpoint
+    import edgeslim
     from .report import rich_table
 
-    r = evaluate_checkpoint(_model_source(checkpoint, weights), dataset, data_dir, limit, progress=not as_json)
+    r = edgeslim.evaluate(_model_source(checkpoint, weights), edgeslim.Evaluate(limit=limit), dataset,
+                          data_dir=data_dir, progress=not as_json).summary
     if as_json:
         return _print_json(r)
     keys = ["accuracy", "top5", "loss", "params", "nonzero_params", "sparsity", "macs", "bytes", "samples"]
@@ -145,7 +139,7 @@ def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP + "; or an .o
     """Export a checkpoint (ONNX, OpenVINO IR, LiteRT .tflite, ExecuTorch .pte) and check parity with PyTorch.
     Text models (all-minilm-l6-v2, hf:PATH, a text checkpoint): ONNX with int64 input_ids/attention_mask,
     dynamic batch and sequence axes, tokenizer.json beside the file and inside it."""
-    from .export import export_checkpoint
+    import edgeslim
     from .models.text import resolve_text_model
 
     text_model = resolve_text_model(checkpoint)
@@ -153,8 +147,8 @@ def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP + "; or an .o
         return _export_text(checkpoint, text_model, out, as_json)
     if optimize not in ("auto", "always", "never"):
         raise EdgeslimError(f"--optimize must be auto, always or never, got {optimize!r}")
-    r = export_checkpoint(_model_source(checkpoint, weights), out, fmt, data_dir=data_dir, optimize=optimize,
-                          int8=int8)
+    r = edgeslim.export(_model_source(checkpoint, weights), edgeslim.Export(format=fmt, int8=int8, optimize=optimize),
+                        out=out, data_dir=data_dir).summary
     if as_json:
         return _print_json(r)
     if "candidates" in r:
@@ -592,12 +586,13 @@ def compress_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weigh
                  data_dir: Optional[Path] = None, as_json: bool = typer.Option(False, "--json")) -> None:
     """Run a recipe's stages (prune, distill, share_weights, quantize, export) within an accuracy
     budget, with a checkpoint after each and a report of every stage's accuracy, size, MACs and latency."""
-    from .pipeline import compress
+    import edgeslim
     from .pipeline.budget import parse_duration
 
-    r = compress(_model_source(checkpoint, weights), recipe, out, resume=resume, max_accuracy_drop=max_accuracy_drop,
-                 time_budget=parse_duration(time_budget) if time_budget else None, adapt=adapt,
-                 data_dir=data_dir, progress=not as_json, console=console)
+    r = edgeslim.compress(_model_source(checkpoint, weights), recipe, out=out, resume=resume,
+                          max_accuracy_drop=max_accuracy_drop,
+                          time_budget=parse_duration(time_budget) if time_budget else None, adapt=adapt,
+                          data_dir=data_dir, progress=not as_json, console=console).summary
     if as_json:
         _print_json(r)
 
@@ -626,8 +621,9 @@ def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help=_MODEL_HEL
                                                      "--max-accuracy-drop and rewrite OUT/pareto.*"),
                data_dir: Optional[Path] = None, as_json: bool = typer.Option(False, "--json")) -> None:
     """Accuracy-aware search (Optuna, multi-objective: size, latency, accuracy); Pareto table + PNG."""
+    import edgeslim
     from .errors import ConfigError
-    from .pipeline import rerank, search
+    from .pipeline import rerank
     from .pipeline.autotune import NONE_WITHIN, load_search_config
     from .report import rich_table
     from .report.pipeline import PARETO_COLUMNS, PARETO_NARROW
@@ -644,8 +640,8 @@ def search_cmd(checkpoint: Optional[Path] = typer.Argument(None, help=_MODEL_HEL
         # built once: the YAML file, then only the options given here (unset options are None)
         cfg = load_search_config(config, max_accuracy_drop=max_accuracy_drop, trials=trials, max_steps=max_steps,
                                  train_samples=train_samples, eval_samples=eval_samples)
-        r = search(_model_source(checkpoint, weights), out, storage=storage, study_name=study_name, workers=workers, config=cfg,
-                   data_dir=data_dir, progress=not as_json)
+        r = edgeslim.search(_model_source(checkpoint, weights), cfg, out=out, storage=storage, study_name=study_name,
+                            workers=workers, data_dir=data_dir, progress=not as_json).summary
     if as_json:
         return _print_json({k: v for k, v in r.items() if k != "all_trials"})
     if r["pareto"]:

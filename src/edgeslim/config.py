@@ -3,11 +3,13 @@ Runtime is timed and what counts as faster (:class:`Timing`), the one :class:`Re
 returns, and :func:`make_config` (one way a config is built from a class, a dict or a YAML mapping,
 errors naming the field).
 
-The verbs ``edgeslim.prune``, ``edgeslim.quantize`` and ``edgeslim.distill`` all read
-``VERB(model, config, data=...) -> Result``; ``config`` is one class per method, picked by its
-``method`` field (``Unstructured``, ``Structured``, ``NM``; ``StaticInt8``, ``DynamicInt8``,
-``QAT``, ``WeightSharing``; ``Distill``). A verb never modifies the model passed in: it works on a
-copy and returns the new model in ``Result.model`` (or a file in ``Result.artifact``).
+Every verb (``edgeslim.train``, ``evaluate``, ``export``, ``prune``, ``quantize``, ``distill``,
+``compress``, ``search``) reads ``VERB(model, config, data=...) -> Result``; ``config`` is one class
+per method (``TrainConfig``; ``Evaluate``; ``Export``; ``Unstructured``, ``Structured``, ``NM``,
+picked by their ``method`` field, as are ``StaticInt8``, ``DynamicInt8``, ``QAT``,
+``WeightSharing``; ``Distill``; a recipe; ``SearchConfig``). A verb never modifies the model passed
+in: it works on a copy and returns the new model in ``Result.model`` (or a file in
+``Result.artifact``).
 
 This module imports pydantic only (no torch), so configs can be built and checked anywhere.
 """

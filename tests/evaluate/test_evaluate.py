@@ -1,7 +1,8 @@
 import torch
 import torch.nn as nn
 
-from edgeslim.evaluate import agreement, count_macs, count_nonzero_params, evaluate_checkpoint, metrics_from_logits
+import edgeslim
+from edgeslim.evaluate import Evaluate, agreement, count_macs, count_nonzero_params, metrics_from_logits
 from edgeslim.models import create
 
 
@@ -37,9 +38,11 @@ def test_nonzero_params():
     assert count_nonzero_params(lin) == 1
 
 
-def test_evaluate_checkpoint_reports_everything(digits_checkpoint):
+def test_evaluate_reports_everything(digits_checkpoint):
     folder, _ = digits_checkpoint
-    r = evaluate_checkpoint(folder)
+    res = edgeslim.evaluate(folder)
+    r = res.summary
+    assert res.model is None and res.artifact is None and res.warnings == []
     for key in ("accuracy", "loss", "per_class_accuracy", "params", "nonzero_params", "macs", "bytes"):
         assert key in r
     assert r["dataset"] == "digits" and r["samples"] == 359 and r["bytes"] > r["params"] * 4
@@ -51,7 +54,7 @@ def test_eval_accepts_an_exported_file_and_matches_the_checkpoint(digits_checkpo
     from edgeslim.cli import app
 
     folder, _ = digits_checkpoint
-    torch_result, file_result = evaluate_checkpoint(folder), evaluate_checkpoint(digits_onnx)
+    torch_result, file_result = edgeslim.evaluate(folder).summary, edgeslim.evaluate(digits_onnx).summary
     assert file_result["evaluated_with"] == "onnxruntime" and file_result["dataset"] == "digits"
     assert abs(file_result["accuracy"] - torch_result["accuracy"]) < 1e-9  # same model, same test split
     assert file_result["params"] == torch_result["params"] - sum(  # weights only: biases are not counted
@@ -65,9 +68,20 @@ def test_eval_refuses_a_data_set_the_model_was_not_made_for(tmp_path):
     import pytest
 
     from edgeslim.errors import DataError
-    from edgeslim.train import TrainConfig, train_model
-
     # digits padded to 28x28 has Fashion-MNIST's shape and class count: only the class names differ
-    train_model("lenet-300-100", "digits", TrainConfig(epochs=1), out=tmp_path / "m", progress=False)
+    edgeslim.train("lenet-300-100", edgeslim.TrainConfig(epochs=1), "digits", out=tmp_path / "m", progress=False)
     with pytest.raises(DataError, match="classes T-shirt/top.*predicts 0, 1, 2, 3"):
-        evaluate_checkpoint(tmp_path / "m", dataset="fashion-mnist")
+        edgeslim.evaluate(tmp_path / "m", data="fashion-mnist")
+
+
+def test_evaluate_limit_and_data_bundle_and_bad_config(digits_checkpoint, digits):
+    import pytest
+
+    from edgeslim.errors import ConfigError
+
+    folder, ckpt = digits_checkpoint
+    full = edgeslim.evaluate(folder).summary
+    assert edgeslim.evaluate(ckpt, data=digits).summary["accuracy"] == full["accuracy"]  # a DataBundle, same split
+    assert edgeslim.evaluate(folder, Evaluate(limit=50)).summary["samples"] == 50
+    with pytest.raises(ConfigError, match="^invalid Evaluate config: limit: "):
+        edgeslim.evaluate(folder, {"limit": 0})

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from edgeslim.cli import app, main
 from edgeslim.errors import ArtifactError, ConfigError, MissingExtraError
-from edgeslim.export import export_checkpoint
+from edgeslim.export import Export, export
 from edgeslim.runtime import load_model
 from edgeslim.runtime.formats import require, sidecar_path
 
@@ -48,7 +48,7 @@ def test_int8_export_is_smaller_and_agrees(digits_checkpoint, exported, tmp_path
     float_report = exported(fmt)
     folder, _ = digits_checkpoint
     suffix = {"openvino": ".xml", "tflite": ".tflite", "executorch": ".pte"}[fmt]
-    r = export_checkpoint(folder, tmp_path / f"q{suffix}", fmt, int8=True)
+    r = export(folder, Export(format=fmt, int8=True), out=tmp_path / f"q{suffix}").summary
     assert r["int8"] and r["top1_agreement"] >= 0.95
     assert r["bytes"] < 0.5 * float_report["bytes"]
 
@@ -56,8 +56,8 @@ def test_int8_export_is_smaller_and_agrees(digits_checkpoint, exported, tmp_path
 def test_openvino_converts_our_int8_qdq_onnx(digits_checkpoint, exported, tmp_path):
     exported("openvino")
     folder, _ = digits_checkpoint
-    q = export_checkpoint(folder, tmp_path / "q.onnx", "onnx", int8=True)
-    r = export_checkpoint(tmp_path / "q.onnx", tmp_path / "q.xml", "openvino")
+    q = export(folder, Export(int8=True), out=tmp_path / "q.onnx").summary
+    r = export(tmp_path / "q.onnx", Export(format="openvino"), out=tmp_path / "q.xml").summary
     assert r["int8"] and r["parity_reference"] == "onnxruntime on q.onnx"
     assert r["top1_agreement"] >= 0.99, "OpenVINO runs the QDQ graph as ONNX Runtime does"
     assert q["bytes"] < 0.5 * exported("onnx")["bytes"]
@@ -69,7 +69,7 @@ def test_parity_failure_refuses_and_removes_the_files(digits_checkpoint, exporte
 
     monkeypatch.setattr(api, "FLOAT_TOLERANCE", 0.0)
     with pytest.raises(ArtifactError, match="parity check failed"):
-        export_checkpoint(digits_checkpoint[0], tmp_path / "m.xml", "openvino")
+        export(digits_checkpoint[0], Export(format="openvino"), out=tmp_path / "m.xml")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -87,10 +87,10 @@ def test_missing_extra_is_one_line_naming_the_install_command(digits_checkpoint,
 
 
 def test_bad_format_and_suffix_are_refused(digits_checkpoint, tmp_path):
-    with pytest.raises(ConfigError, match="one of onnx, openvino, tflite, executorch, best"):
-        export_checkpoint(digits_checkpoint[0], tmp_path / "m.x", "coreml")
+    with pytest.raises(ConfigError, match="format: .*'onnx', 'openvino', 'tflite', 'executorch' or 'best'"):
+        export(digits_checkpoint[0], Export(format="coreml"), out=tmp_path / "m.x")
     with pytest.raises(ConfigError, match=r"must end in \.pte"):
-        export_checkpoint(digits_checkpoint[0], tmp_path / "m.onnx", "executorch")
+        export(digits_checkpoint[0], Export(format="executorch"), out=tmp_path / "m.onnx")
 
 
 def test_export_best_keeps_the_fastest_that_agrees(digits_checkpoint, exported, format_missing, tmp_path):

@@ -3,6 +3,8 @@ import json
 
 import numpy as np
 import pytest
+
+import edgeslim
 from typer.testing import CliRunner
 
 from edgeslim.cli import app
@@ -23,7 +25,10 @@ TINY = {
 def test_tiny_compress_writes_checkpoints_and_measured_report(tmp_path, digits_checkpoint):
     ckpt, _ = digits_checkpoint
     out = tmp_path / "c"
-    r = compress(ckpt, TINY, out, progress=False)
+    res = edgeslim.compress(ckpt, TINY, out=out, progress=False)
+    r = res.summary
+    assert res.artifact == out / "model.onnx" and res.artifact.is_file() and res.model is None
+    assert res.warnings == r["warnings"] and r["deployable"] == str(res.artifact)
     assert (out / "stages/01-prune/weights.safetensors").exists() and (out / "stages/01-prune/model.json").exists()
     assert (out / "stages/02-share_weights/weights.safetensors").exists()
     assert (out / "stages/03-quantize/model.onnx").exists()
@@ -65,18 +70,18 @@ def test_resume_after_a_crash_skips_done_stages_and_matches(tmp_path, digits_che
     monkeypatch.setitem(stages_mod.RUNNERS, "share_weights", crash)
     out = tmp_path / "crashed"
     with pytest.raises(RuntimeError, match="power cut"):
-        compress(ckpt, TINY, out, progress=False)
+        compress(ckpt, TINY, out=out, progress=False)
     state = json.loads((out / "state.json").read_text())
     assert [s["type"] for s in state["stages"]] == ["prune"] and calls["prune"] == 1
     stage1 = out / "stages/01-prune/weights.safetensors"
     mtime = stage1.stat().st_mtime_ns
 
     monkeypatch.setitem(stages_mod.RUNNERS, "share_weights", real_share)
-    resumed = compress(ckpt, TINY, out, resume=True, progress=False)
+    resumed = compress(ckpt, TINY, out=out, resume=True, progress=False).summary
     assert calls["prune"] == 1, "stage 1 was run again"
     assert stage1.stat().st_mtime_ns == mtime
 
-    fresh = compress(ckpt, TINY, tmp_path / "fresh", progress=False)
+    fresh = compress(ckpt, TINY, out=tmp_path / "fresh", progress=False).summary
     assert calls["prune"] == 2
     for a, b in zip(resumed["rows"], fresh["rows"]):
         assert a["val_accuracy"] == b["val_accuracy"] and a["nonzero_params"] == b["nonzero_params"]
@@ -95,11 +100,11 @@ def test_resume_refuses_other_recipe_and_plain_rerun(tmp_path, digits_checkpoint
 
     ckpt, _ = digits_checkpoint
     recipe = {**TINY, "stages": TINY["stages"][:1]}
-    compress(ckpt, recipe, tmp_path / "c", progress=False)
+    compress(ckpt, recipe, out=tmp_path / "c", progress=False)
     with pytest.raises(ConfigError, match="--resume"):
-        compress(ckpt, recipe, tmp_path / "c", progress=False)
+        compress(ckpt, recipe, out=tmp_path / "c", progress=False)
     with pytest.raises(ConfigError, match="another recipe"):
-        compress(ckpt, TINY, tmp_path / "c", resume=True, progress=False)
+        compress(ckpt, TINY, out=tmp_path / "c", resume=True, progress=False)
 
 
 def test_budget_failure_names_the_stage(tmp_path, digits_checkpoint):
@@ -107,7 +112,7 @@ def test_budget_failure_names_the_stage(tmp_path, digits_checkpoint):
     harsh = {"name": "harsh", "max_accuracy_drop": 0.5, "bench": {"rounds": 2, "warmup": 0},
              "stages": [{"type": "prune", "sparsity": 0.995}, {"type": "export"}]}
     with pytest.raises(AccuracyBudgetExceeded) as e:
-        compress(ckpt, harsh, tmp_path / "c", adapt=False, progress=False)
+        compress(ckpt, harsh, out=tmp_path / "c", adapt=False, progress=False)
     msg = str(e.value)
     assert "accuracy budget exceeded" in msg and "Stage 01-prune" in msg and "budget 0.5" in msg
     rep = json.loads((tmp_path / "c/report.json").read_text())
@@ -142,7 +147,7 @@ def test_keep_float_if_slower_ships_the_measured_faster_model(tmp_path, digits_c
     ckpt, _ = digits_checkpoint
     recipe = {**TINY, "stages": [{"type": "quantize", "samples": 32, "sensitivity": False,
                                   "keep_float_if_slower": True}]}
-    rep = compress(ckpt, recipe, tmp_path / "k", progress=False)
+    rep = compress(ckpt, recipe, out=tmp_path / "k", progress=False).summary
     info = rep["stages"][0]["info"]
     ops = {n.op_type for n in onnx.load(str(tmp_path / "k/stages/01-quantize/model.onnx")).graph.node}
     from edgeslim import Timing
@@ -168,7 +173,7 @@ def test_latency_aware_prune_stage_plans_with_the_recipe_bench_settings(tmp_path
     recipe = {"name": "lat", "max_accuracy_drop": 100, "bench": {"batch": 4, "threads": 1, "rounds": 3, "warmup": 1},
               "stages": [{"type": "prune", "method": "structured", "target_latency": 0.8, "latency_step": 0.25,
                           "finetune": {"epochs": 1}}]}
-    compress(digits_checkpoint[0], recipe, tmp_path / "c", progress=False)
+    compress(digits_checkpoint[0], recipe, out=tmp_path / "c", progress=False)
     assert seen == [([4], 1)]
     info = json.loads((tmp_path / "c/state.json").read_text())["stages"][0]["info"]
     assert info["latency_plan"]["latency_fraction"] <= 0.8
@@ -179,10 +184,10 @@ def test_latency_aware_prune_stage_plans_with_the_recipe_bench_settings(tmp_path
 def digits_500_val(tmp_path_factory, digits):
     """seed-cnn on digits holding out 500 validation images (the shared fixture holds out 143,
     0.7 points each: too few for budget decisions that must carry over to the test split)."""
-    from edgeslim.train import TrainConfig, train_model
+    from edgeslim.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("ckpt500") / "seed-cnn"
-    train_model("seed-cnn", digits, TrainConfig(epochs=6, batch_size=64), out=out, progress=False, val_samples=500)
+    train("seed-cnn", TrainConfig(epochs=6, batch_size=64), digits, out=out, progress=False, val_samples=500)
     return out
 
 
@@ -190,7 +195,7 @@ def test_a_stage_that_breaks_the_budget_is_weakened_until_it_fits(tmp_path, digi
     ckpt = digits_500_val
     harsh = {"name": "harsh", "max_accuracy_drop": 5.0, "bench": {"rounds": 2, "warmup": 0},
              "stages": [{"type": "prune", "sparsity": 0.995}, {"type": "export"}]}
-    rep = compress(ckpt, harsh, tmp_path / "c", progress=False)
+    rep = compress(ckpt, harsh, out=tmp_path / "c", progress=False).summary
     attempts = rep["stages"][0]["attempts"]
     assert attempts[0]["strength"] == 1.0 and not attempts[0]["passed"]  # 99.5% of the weights: far too much
     kept = rep["stages"][0]
@@ -211,7 +216,7 @@ def test_when_nothing_fits_the_run_fails_naming_the_least_damaging_setting(tmp_p
     impossible = {"name": "impossible", "max_accuracy_drop": 0.0, "bench": {"rounds": 2, "warmup": 0},
                   "stages": [{"type": "prune", "method": "nm", "n": 1, "m": 4}]}
     with pytest.raises(AccuracyBudgetExceeded, match="no stage fits a budget of 0 points.*least damaging"):
-        compress(ckpt, impossible, tmp_path / "c", progress=False)
+        compress(ckpt, impossible, out=tmp_path / "c", progress=False)
     state = json.loads((tmp_path / "c/state.json").read_text())
     assert state["stages"][0]["skipped"] and len(state["stages"][0]["attempts"]) == 1  # N:M is on or off
     # the original model is what stays deployable
@@ -236,12 +241,12 @@ def test_best_result_so_far_survives_a_crash_and_resume_reuses_attempts(tmp_path
     monkeypatch.setitem(stages_mod.RUNNERS, "prune", second_crashes)
     out = tmp_path / "c"
     with pytest.raises(RuntimeError, match="killed"):
-        compress(ckpt, recipe, out, progress=False)
+        compress(ckpt, recipe, out=out, progress=False)
     best = json.loads((out / "best.json").read_text())
     assert best["stages_applied"] == ["01-prune"] and (out / "model.onnx").exists()
     from edgeslim.runtime import load_model
     assert load_model(out / "model.onnx").predict(np.zeros((1, 1, 32, 32), np.float32)).shape == (1, 10)
-    compress(ckpt, recipe, out, resume=True, progress=False)
+    compress(ckpt, recipe, out=out, resume=True, progress=False)
     assert calls == [0.5, 0.7, 0.7]
     assert json.loads((out / "best.json").read_text())["stages_applied"] == ["01-prune", "02-prune", "03-export"]
 
@@ -306,7 +311,7 @@ def test_a_weakened_try_starts_from_the_unchanged_model(tmp_path, digits_checkpo
               "stages": [{"type": "share_weights", "conv_bits": 4, "linear_bits": 4, "finetune": {"epochs": 0}},
                          {"type": "export"}]}
     with pytest.raises(AccuracyBudgetExceeded, match="no stage fits"):
-        compress(ckpt, recipe, tmp_path / "c", progress=False)
+        compress(ckpt, recipe, out=tmp_path / "c", progress=False)
     from edgeslim.runtime import load_model
     x = torch.zeros(2, 1, 32, 32)
     got = load_model(tmp_path / "c/stages/02-export/model.onnx").predict(x.numpy())

@@ -16,7 +16,7 @@ def test_quantize_then_openvino_publishes_the_ir_with_its_weights(tmp_path, digi
               "stages": [{"type": "quantize", "samples": 32, "sensitivity": False},
                          {"type": "export", "format": "openvino"}]}
     out = tmp_path / "c"
-    compress(digits_checkpoint[0], recipe, out, progress=False)
+    compress(digits_checkpoint[0], recipe, out=out, progress=False)
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert rows[-1]["evaluated_with"] == "openvino" and rows[-1]["file"].endswith("model.xml")
     assert abs(rows[-1]["val_accuracy"] - rows[-2]["val_accuracy"]) <= 0.01, "the IR runs the QDQ model as ORT does"

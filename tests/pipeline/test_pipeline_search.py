@@ -4,19 +4,20 @@ import json
 import optuna
 import pytest
 
+import edgeslim
 from edgeslim.errors import ConfigError
 from edgeslim.pipeline import rerank, search
 from edgeslim.pipeline.autotune import NONE_WITHIN, SearchConfig, load_search_config, pareto_front, recipe_for
 from edgeslim.pipeline.recipe import parse_recipe
 
-FAST = {"max_steps": 2, "finetune_epochs": 1, "distill_epochs": 1, "calibration_samples": 16, "bench_rounds": 2,
+FAST = {"max_steps": 2, "finetune": {"epochs": 1}, "distill_epochs": 1, "calibration_samples": 16, "bench_rounds": 2,
         "train_samples": 300, "eval_samples": 200, "space": {"width": [1.0, 0.5], "share_bits": [0, 4]}}
 
 
 def test_two_workers_share_one_study_and_rerun_resumes(tmp_path, digits_checkpoint):
     ckpt, _ = digits_checkpoint
     out = tmp_path / "s"
-    r = search(ckpt, out, max_accuracy_drop=3.0, trials=4, workers=2, config=FAST, progress=False)
+    r = search(ckpt, {**FAST, "max_accuracy_drop": 3.0, "trials": 4}, out=out, workers=2, progress=False).summary
     study = optuna.load_study(study_name="edgeslim-search", storage=f"sqlite:///{out / 'study.db'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 4
@@ -31,15 +32,17 @@ def test_two_workers_share_one_study_and_rerun_resumes(tmp_path, digits_checkpoi
     assert {p["trial"] for p in summary["pareto"]} == {t.number for t in study.best_trials}  # same front as Optuna
     assert (out / "pareto.png").stat().st_size > 1000 and "Pareto front" in (out / "pareto.md").read_text()
 
-    r2 = search(ckpt, out, max_accuracy_drop=3.0, trials=5, workers=1, config=FAST, progress=False)
+    r2 = search(ckpt, {**FAST, "max_accuracy_drop": 3.0, "trials": 5}, out=out, workers=1, progress=False).summary
     assert r2["complete"] == 5  # one more trial, the first four kept
 
 
 def test_infeasible_trials_are_kept_and_marked(tmp_path, digits_checkpoint):
     ckpt, _ = digits_checkpoint
     cfg = {**FAST, "space": {"sparsity": [0.99, 0.99], "structured_ratio": [0, 0], "width": [1.0],
-                             "share_bits": [0], "bits": [32]}, "finetune_epochs": 0}
-    r = search(ckpt, tmp_path / "s", max_accuracy_drop=0.0, trials=1, config=cfg, progress=False)
+                             "share_bits": [0], "bits": [32]}, "finetune": {"epochs": 0}}
+    res = edgeslim.search(ckpt, {**cfg, "max_accuracy_drop": 0.0, "trials": 1}, out=tmp_path / "s", progress=False)
+    r = res.summary
+    assert res.artifact == tmp_path / "s" / "pareto.json" and json.loads(res.artifact.read_text())["complete"] == 1
     assert r["complete"] == 1 and r["feasible"] == 0 and r["pareto"] == []
     assert r["all_trials"][0]["feasible"] == "no"
     # the report is never empty: it names the closest trial
@@ -75,3 +78,17 @@ def test_trial_recipes_are_valid_and_config_errors_name_fields(tmp_path):
     p.write_text("trails: 3\n")
     with pytest.raises(ConfigError, match="trails: unknown field"):
         load_search_config(p)
+
+
+def test_search_config_shares_the_finetune_block_and_names_renamed_keys():
+    assert SearchConfig().finetune.epochs == 1 and SearchConfig(finetune={"epochs": 3}).finetune.epochs == 3
+    with pytest.raises(ConfigError) as e:
+        load_search_config(None, finetune_epochs=2)
+    assert str(e.value) == "invalid search config (options): 'finetune_epochs' was renamed: use 'finetune.epochs'"
+    with pytest.raises(ConfigError, match="^invalid SearchConfig config: finetune.epochs: must be >= 0"):
+        edgeslim.SearchConfig(finetune={"epochs": -1})
+    # only the pruning stages take the block's settings the caller set; the temperature is searched
+    params = {"width": 1.0, "structured_ratio": 0.2, "sparsity": 0.0, "share_bits": 0, "bits": 32,
+              "kd_temperature": 2.0}
+    stages = recipe_for(params, SearchConfig(finetune={"epochs": 2, "lr": 5e-4}))["stages"]
+    assert stages[0]["finetune"] == {"epochs": 2, "lr": 5e-4, "temperature": 2.0}

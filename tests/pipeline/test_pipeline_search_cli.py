@@ -12,7 +12,7 @@ from edgeslim.pipeline.autotune import NONE_WITHIN
 
 runner = CliRunner()
 # one unstructured prune (no fine-tuning) + export per trial: about a second each
-QUICK = {"finetune_epochs": 0, "bench_rounds": 2, "eval_samples": 200,
+QUICK = {"finetune": {"epochs": 0}, "bench_rounds": 2, "eval_samples": 200,
          "space": {"sparsity": [0.5, 0.6], "structured_ratio": [0, 0], "width": [1.0], "share_bits": [0],
                    "bits": [32]}}
 

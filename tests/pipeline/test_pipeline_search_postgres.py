@@ -66,8 +66,8 @@ def postgres_url():
 
 def test_two_workers_share_one_postgres_study(tmp_path, digits_checkpoint, postgres_url):
     ckpt, _ = digits_checkpoint
-    r = search(ckpt, tmp_path / "machine-a", max_accuracy_drop=3.0, trials=2, workers=2, storage=postgres_url,
-               study_name="pg-study", config=FAST, progress=False)
+    r = search(ckpt, {**FAST, "max_accuracy_drop": 3.0, "trials": 2}, out=tmp_path / "machine-a", workers=2,
+               storage=postgres_url, study_name="pg-study", progress=False).summary
     study = optuna.load_study(study_name="pg-study", storage=postgres_url)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 2

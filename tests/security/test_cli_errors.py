@@ -64,7 +64,7 @@ def write(path: Path, data: str | bytes) -> Path:
 # ---- options accepted but wrong: refused before any work ----
 
 @pytest.mark.parametrize("args, expected", [
-    (["train", "--lr", "-1", "--dataset", "digits", "--out", "{t}/m"], "invalid train option: lr: must be > 0"),
+    (["train", "--lr", "-1", "--dataset", "digits", "--out", "{t}/m"], "invalid TrainConfig config: lr: must be > 0"),
     (["train", "--epochs", "x", "--out", "{t}/m"], "'--epochs'"),
     (["eval", "{t}/nothing", "--limit", "-5"], "'--limit'"),
     (["run", "{t}/m.onnx", "{t}/x.png", "--threads", "-1"], "'--threads'"),
@@ -122,9 +122,9 @@ def test_recipe_and_search_numbers_have_strict_types(capsys, tmp_path, empty_cwd
                                         "  - {type: export}\n")
     line = refused(capsys, "compress", tmp_path / "ck", "--recipe", recipe, "--out", tmp_path / "out")
     assert f"stages[0].finetune.epochs: {expected}" in line and str(recipe) in line
-    cfg = write(tmp_path / "s.yaml", f"finetune_epochs: {value}\n")
+    cfg = write(tmp_path / "s.yaml", f"finetune: {{epochs: {value}}}\n")
     line = refused(capsys, "search", tmp_path / "ck", "--config", cfg, "--out", tmp_path / "out")
-    assert f"finetune_epochs: {expected}" in line and str(cfg) in line
+    assert f"finetune.epochs: {expected}" in line and str(cfg) in line
 
 
 def test_yaml_floats_with_and_without_a_dot_are_numbers(tmp_path):

@@ -3,9 +3,7 @@
 
 The package itself is callable: ``edgeslim.distill(student, Distill(...), data=..., teacher=...)``
 is :func:`edgeslim.distill.api.distill` (returns an ``edgeslim.Result``)."""
-import sys
-import types
-
+from .._verb import callable_package
 from .api import (KDLoss, StudentWithAdapters, cache_teacher_logits, crop_flip, distill, distill_checkpoint,
                   kd_loss_fn, recalibrate_batchnorm, summarize, teacher_labels, width_student)
 from .config import Distill, DistillMethod, distill_config
@@ -16,11 +14,4 @@ __all__ = ["Distill", "DistillMethod", "distill_config", "KDLoss", "StudentWithA
            "teacher_labels", "width_student", "FeatureCapture", "hint_loss", "hinton_loss", "make_adapter"]
 
 
-class _CallablePackage(types.ModuleType):
-    """Lets ``edgeslim.distill(student, config, data=..., teacher=...)`` call ``edgeslim.distill.distill``."""
-
-    def __call__(self, *args, **kwargs):
-        return distill(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+callable_package(__name__, "edgeslim.distill.api:distill")

@@ -1,10 +1,14 @@
-"""``edgeslim eval``: everything a user asks about a model in one dict: a checkpoint folder
-(torch), or a deployable ``.onnx`` / ``.eslim`` file (evaluated by the torch-free runtime, as on
-the device)."""
+"""``edgeslim.evaluate(model, Evaluate(...), data=...) -> Result`` (and ``edgeslim eval``): everything
+a user asks about a model in one summary dict: a checkpoint folder (torch), or a deployable
+``.onnx`` / ``.eslim`` / ... file (evaluated by the torch-free runtime, as on the device)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
+from pydantic import Field
+
+from ..config import Result, _Checked
 from ..data.datasets import DataBundle, load_dataset_for
 from ..errors import DataError
 from ..models.checkpoint import WEIGHTS, Checkpoint
@@ -13,6 +17,11 @@ from .metrics import evaluate_split
 from .size import file_bytes, size_report
 
 MODEL_FILES = (".onnx", ".eslim", ".xml", ".tflite", ".pte")  # every format edgeslim.runtime runs
+
+
+class Evaluate(_Checked):
+    """What to evaluate on: ``limit`` test samples (None: all)."""
+    limit: Optional[int] = Field(None, ge=1)
 
 
 def check_data_fits(data: DataBundle, input_shape: tuple[int, ...], class_names: list[str], what: str) -> None:
@@ -29,12 +38,12 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
 
 
-def streamed_path(dataset: str | Path | None) -> bool:
+def streamed_path(dataset: str | Path | DataBundle | None) -> bool:
     """Whether ``dataset`` is a path read in batches (labels file, image folder, .npy), not a data
     set held in memory (fashion-mnist, digits, a class-folder tree split into train/test)."""
     from ..data.sources import data_kind
 
-    if dataset is None or not Path(dataset).exists():
+    if not isinstance(dataset, (str, Path)) or not Path(dataset).exists():
         return False
     kind = data_kind(dataset)
     return kind is not None and kind.name != "class-folders"
@@ -68,28 +77,37 @@ def _evaluate_data(model, meta: dict, preprocess, input_shape, class_names, what
         source = open_data(dataset, preprocess)
         check_data_fits(source, input_shape, class_names, what)
         return source.name, evaluate_source(model, source, limit, progress=progress)
-    data = load_dataset_for(meta, dataset, data_dir, default="fashion-mnist")
+    data = dataset if isinstance(dataset, DataBundle) else load_dataset_for(meta, dataset, data_dir,
+                                                                             default="fashion-mnist")
     check_data_fits(data, input_shape, class_names, what)
     test = data.test.subset(limit) if limit else data.test
     return data.name, evaluate_split(model, test)
 
 
-def evaluate_checkpoint(folder: str | Path | Checkpoint, dataset: str | None = None, data_dir: str | Path | None = None,
-                        limit: int | None = None, progress: bool = False) -> dict:
-    """Test-set accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes of a
-    model (a checkpoint folder, registry name, ...: see :func:`edgeslim.models.resolve_model`), or of an
-    exported ``.onnx`` / ``.eslim`` file (see :func:`evaluate_file`)."""
+def evaluate(model: str | Path | Checkpoint, config: Evaluate | dict | None = None,
+             data: str | Path | DataBundle | None = None, *, data_dir: str | Path | None = None,
+             progress: bool = False) -> Result:
+    """Test-set accuracy, loss, per-class accuracy, params, non-zeros, MACs and bytes of a model (a
+    checkpoint folder, registry name, ...: see :func:`edgeslim.models.resolve_model`), or of an
+    exported model file (``.onnx``, ``.eslim``, ``.xml``, ``.tflite``, ``.pte``: see :func:`evaluate_file`).
+
+    ``data``: a data set name, a path read in batches, or a DataBundle (default: the data set the
+    model records). Returns a Result whose ``summary`` is the metrics dict (``model`` and
+    ``artifact`` are None: nothing new is made)."""
+    config = config if isinstance(config, Evaluate) else Evaluate(**(config or {}))
+    return Result(summary=_metrics(model, data, data_dir, config.limit, progress))
+
+
+def _metrics(folder, dataset, data_dir, limit: int | None, progress: bool) -> dict:
     if not isinstance(folder, Checkpoint) and Path(folder).suffix in MODEL_FILES and Path(folder).is_file():
         return evaluate_file(folder, dataset, data_dir, limit, progress=progress)
     ckpt = resolve_model(folder)
     saved = source_folder(ckpt)
     name, metrics = _evaluate_data(ckpt.model, ckpt.meta, ckpt.preprocess, ckpt.input_shape, ckpt.class_names,
                                    f"model {source_name(ckpt)}", dataset, data_dir, limit, progress)
-    result = {"checkpoint": source_name(ckpt), "dataset": name, **metrics,
-              **size_report(ckpt.model, ckpt.input_shape),
-              "bytes": file_bytes(saved / WEIGHTS) if saved else _state_bytes(ckpt.model),
-              "class_names": ckpt.class_names}
-    return result
+    return {"checkpoint": source_name(ckpt), "dataset": name, **metrics, **size_report(ckpt.model, ckpt.input_shape),
+            "bytes": file_bytes(saved / WEIGHTS) if saved else _state_bytes(ckpt.model),
+            "class_names": ckpt.class_names}
 
 
 def _state_bytes(model) -> int:

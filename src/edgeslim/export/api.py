@@ -1,14 +1,18 @@
-"""``edgeslim export``: checkpoint folder (or an ONNX file) -> a deployable file in one of the
-formats the runtime runs, with a parity check against PyTorch (or against the source ONNX)."""
+"""``edgeslim.export(model, Export(...), data=..., out=...) -> Result`` (and ``edgeslim export``): a
+model (or an ONNX file) -> a deployable file in one of the formats the runtime runs, with a parity
+check against PyTorch (or against the source ONNX)."""
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from .._io import atomic_write_bytes
-from ..data.datasets import load_dataset_for
+from ..config import Result, _Checked
+from ..data.datasets import DataBundle, load_dataset_for
 from ..errors import ArtifactError, ConfigError
 from ..models.checkpoint import Checkpoint
 from ..models.resolve import resolve_model, source_folder
@@ -22,6 +26,19 @@ SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite", "executorc
 FLOAT_TOLERANCE = 1e-3
 INT8_MIN_AGREEMENT = 0.95
 CALIBRATION_SAMPLES = 256
+
+
+class Export(_Checked):
+    """What to write. ``format``: ``onnx``, ``openvino`` (``.xml`` + ``.bin``), ``tflite``, ``executorch``
+    (``.pte``), or ``best`` (every format that installs, benchmarked: the fastest that agrees).
+    ``int8``: ``onnx``/``openvino`` use our static QDQ quantization (``edgeslim.quantize``),
+    ``tflite``/``executorch`` their own PT2E quantizers; all calibrate on training images.
+    ``optimize``: exact graph rewrites for ONNX Runtime (``edgeslim.export.optimize``).
+    ``parity_samples``: test images (random inputs without the data set) the file must agree on."""
+    format: Literal["onnx", "openvino", "tflite", "executorch", "best"] = "onnx"
+    int8: bool = False
+    optimize: OptimizeMode = "auto"
+    parity_samples: int = Field(256, ge=1)
 
 
 def onnx_metadata(ckpt: Checkpoint) -> dict:
@@ -54,25 +71,28 @@ def check_parity(result: dict, int8: bool, path: Path) -> None:
                         "the file was removed. Export to another format, or report the model")
 
 
-def export_checkpoint(folder: str | Path | Checkpoint, out: str | Path | None = None, fmt: str = "onnx",
-                      parity_samples: int = 256, data_dir: str | Path | None = None,
-                      optimize: OptimizeMode = "auto", int8: bool = False) -> dict:
-    """Export a checkpoint (or convert an ``.onnx`` file, for ``openvino``) to ``fmt``: ``onnx``,
-    ``openvino`` (``.xml``+``.bin``), ``tflite`` or ``executorch`` (``.pte``), or ``best`` (all
-    that install, benchmarked: see ``export_best``). Parity is checked on real test images
-    (random inputs if the data set is not available) and a file that fails it is refused.
-    ``int8``: ``onnx``/``openvino`` use our static QDQ quantization (``edgeslim quantize``),
-    ``tflite``/``executorch`` their own PT2E quantizers; all calibrate on training images.
-    ``optimize``: exact graph rewrites for ONNX Runtime (``edgeslim.export.optimize``)."""
+def export(model: str | Path | Checkpoint, config: Export | dict | None = None,
+           data: str | DataBundle | None = None, *, out: str | Path | None = None,
+           data_dir: str | Path | None = None) -> Result:
+    """Export a model (a checkpoint folder, registry name, ...: see :func:`edgeslim.models.resolve_model`;
+    or an ``.onnx`` file, for ``openvino``) as ``config`` says (an :class:`Export`). Parity is checked
+    on ``data``'s test images (a data set name or DataBundle; default: the one the model records;
+    random inputs if it is not available) and a file that fails it is refused. ``out``: the file to
+    write (default: ``CHECKPOINT/model.onnx``, ``.xml``, ...). Returns a Result: ``artifact`` the
+    written file, ``summary`` the parity report (max / mean |diff|, top-1 agreement, bytes, ...)."""
+    config = config if isinstance(config, Export) else Export(**(config or {}))
+    report = _export(model, out, config.format, config.parity_samples, data, data_dir, config.optimize, config.int8)
+    return Result(artifact=Path(report["path"]), summary=report)
+
+
+def _export(folder: str | Path | Checkpoint, out: str | Path | None, fmt: str, parity_samples: int,
+            data: str | DataBundle | None, data_dir: str | Path | None, optimize: OptimizeMode, int8: bool) -> dict:
     if fmt == "best":
         from .best import export_best
 
-        return export_best(folder, out, parity_samples=parity_samples, data_dir=data_dir, int8=int8)
-    if fmt not in SUFFIXES:
-        raise ConfigError(f"format {fmt!r} is not supported; use one of {', '.join([*SUFFIXES, 'best'])} "
-                          "(or `edgeslim compress` for .eslim)")
+        return export_best(folder, out, parity_samples=parity_samples, data=data, data_dir=data_dir, int8=int8)
     if isinstance(folder, (str, Path)) and Path(folder).is_file() and Path(folder).suffix == ".onnx":
-        return convert_onnx_file(folder, out, fmt, parity_samples, data_dir)
+        return convert_onnx_file(folder, out, fmt, parity_samples, data, data_dir)
     ckpt = resolve_model(folder)
     if out is None and source_folder(ckpt) is None:
         raise ConfigError(f"{folder}: not a checkpoint folder, so there is no default output; pass out= (--out)")
@@ -80,9 +100,9 @@ def export_checkpoint(folder: str | Path | Checkpoint, out: str | Path | None = 
     if out.suffix != SUFFIXES[fmt]:
         raise ConfigError(f"--out {out}: a {fmt} file name must end in {SUFFIXES[fmt]} (the runtime picks the "
                           "format from the suffix)")
-    inputs, source = _parity_inputs(ckpt, parity_samples, data_dir)
+    inputs, source = _parity_inputs(ckpt, parity_samples, data, data_dir)
     meta = onnx_metadata(ckpt)
-    calib = _calibration_inputs(ckpt, data_dir, inputs) if int8 else None
+    calib = _calibration_inputs(ckpt, data, data_dir, inputs) if int8 else None
     extra: dict = {}
     if fmt in ("onnx", "openvino"):
         with tempfile.TemporaryDirectory(prefix="edgeslim-export-") as tmp:
@@ -120,7 +140,7 @@ def written_files(path: str | Path) -> list[Path]:
 
 
 def convert_onnx_file(onnx_path: str | Path, out: str | Path | None, fmt: str, parity_samples: int = 256,
-                      data_dir: str | Path | None = None) -> dict:
+                      data: str | DataBundle | None = None, data_dir: str | Path | None = None) -> dict:
     """An existing ``.onnx`` (float or our QDQ int8) -> OpenVINO IR; parity against ONNX Runtime."""
     from ..runtime import load_model
 
@@ -133,8 +153,8 @@ def convert_onnx_file(onnx_path: str | Path, out: str | Path | None, fmt: str, p
     out = Path(out) if out else onnx_path.with_suffix(".xml")
     ref = load_model(onnx_path, require_signature=False)
     try:
-        data = load_dataset_for(ref.metadata, data_dir=data_dir)
-        x, source = data.test.x[:parity_samples].numpy(), f"{data.name} test images"
+        bundle = _data_for(ref.metadata, data, data_dir)
+        x, source = bundle.test.x[:parity_samples].numpy(), f"{bundle.name} test images"
     except Exception:  # no data here: random inputs still catch conversion bugs
         x, source = np.random.default_rng(0).standard_normal((parity_samples, *ref.input_shape), dtype=np.float32), \
             "random inputs"
@@ -168,19 +188,23 @@ def _qdq_onnx(ckpt: Checkpoint, calib: np.ndarray, work: Path, out: Path) -> Non
     atomic_write_bytes(out, Path(result.artifact).read_bytes())
 
 
-def _calibration_inputs(ckpt: Checkpoint, data_dir, fallback) -> np.ndarray:
+def _data_for(meta: dict, data: str | DataBundle | None, data_dir) -> DataBundle:
+    """The data a parity check or calibration reads: ``data`` itself, the data set it names, or the model's."""
+    return data if isinstance(data, DataBundle) else load_dataset_for(meta, data, data_dir)
+
+
+def _calibration_inputs(ckpt: Checkpoint, data, data_dir, fallback) -> np.ndarray:
     try:
-        data = load_dataset_for(ckpt.meta, data_dir=data_dir)
-        return data.train.subset(CALIBRATION_SAMPLES).x.numpy()
+        return _data_for(ckpt.meta, data, data_dir).train.subset(CALIBRATION_SAMPLES).x.numpy()
     except Exception:  # no data here: calibrate on the parity inputs (random), as the ONNX path does
         return fallback[:CALIBRATION_SAMPLES].numpy()
 
 
-def _parity_inputs(ckpt: Checkpoint, n: int, data_dir):
+def _parity_inputs(ckpt: Checkpoint, n: int, data, data_dir):
     import torch
 
     try:
-        data = load_dataset_for(ckpt.meta, data_dir=data_dir)
-        return data.test.x[:n], f"{data.name} test images"
+        bundle = _data_for(ckpt.meta, data, data_dir)
+        return bundle.test.x[:n], f"{bundle.name} test images"
     except Exception:  # no data here: random inputs still catch export bugs
         return torch.randn(n, *ckpt.input_shape), "random inputs"

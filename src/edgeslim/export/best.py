@@ -13,22 +13,22 @@ AGREEMENT_FLOOR = 0.99  # top-1 agreement with the ONNX export a candidate needs
 
 
 def export_best(folder: str | Path, out: str | Path | None = None, parity_samples: int = 256,
-                data_dir: str | Path | None = None, int8: bool = False, batch: int = 1,
+                data=None, data_dir: str | Path | None = None, int8: bool = False, batch: int = 1,
                 threads: int | None = None) -> dict:
     """Returns the winner's export report plus ``candidates`` (each format's export or the
     reason it was skipped), ``benchmark`` (the side-by-side run) and ``reason``. ``out``: the
     winner's path without its suffix (default ``FOLDER/model``); its suffix is the format's."""
     from ..runtime import benchmark
-    from .api import SUFFIXES, _parity_inputs, export_checkpoint, written_files
+    from .api import SUFFIXES, _export, _parity_inputs, written_files
 
     stem = Path(out).with_suffix("") if out else Path(folder) / "model"
-    inputs, _ = _parity_inputs(load_checkpoint(folder), parity_samples, data_dir)
+    inputs, _ = _parity_inputs(load_checkpoint(folder), parity_samples, data, data_dir)
     candidates: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="edgeslim-best-") as tmp:
         for fmt, suffix in SUFFIXES.items():
             try:
-                candidates[fmt] = export_checkpoint(folder, Path(tmp) / f"model{suffix}", fmt, parity_samples,
-                                                    data_dir, int8=int8)
+                candidates[fmt] = _export(folder, Path(tmp) / f"model{suffix}", fmt, parity_samples, data,
+                                          data_dir, "auto", int8)
             except (MissingExtraError, EdgeslimError) as e:  # not installed here, or refused by parity
                 candidates[fmt] = {"skipped": str(e)}
         exported = [fmt for fmt, c in candidates.items() if "path" in c]

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .._io import read_yaml_mapping, removes_new_output_on_failure, write_json
+from ..config import FineTune, MethodConfig, Result, with_defaults
 from ..errors import ConfigError, EdgeslimError, config_error
 
 if TYPE_CHECKING:
@@ -84,13 +85,23 @@ class SearchSpace(_Strict):
         return self
 
 
-class SearchConfig(_Strict):
+class SearchFineTune(with_defaults(FineTune, "_SearchFineTune", epochs=1)):
+    """A trial's pruning recovery: one short distilled epoch (its temperature is searched:
+    ``space.kd_temperature``). Strict like the rest of the search settings."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SearchConfig(MethodConfig):
     """How much work one trial does. Trials are short on purpose: they rank settings; the
-    chosen one is then run as a recipe with full fine-tuning."""
+    chosen one is then run as a recipe with full fine-tuning. ``finetune``: the pruning stages'
+    recovery fine-tune (share_weights fine-tunes at most one epoch of it)."""
+    model_config = ConfigDict(extra="forbid", strict=True)  # as recipes: `trials: "3"` is refused
+    RENAMED = {"finetune_epochs": "finetune.epochs"}
+
     max_accuracy_drop: float = Field(0.5, ge=0)
     trials: int = Field(40, ge=1)
-    finetune_epochs: int = Field(1, ge=0)
-    max_steps: int | None = Field(None, ge=1)  # per distill / share_weights stage (pruning: finetune_epochs)
+    finetune: SearchFineTune = Field(default_factory=SearchFineTune)
+    max_steps: int | None = Field(None, ge=1)  # per distill / share_weights stage (pruning: finetune)
     distill_epochs: int = Field(2, ge=0)  # for width students, trained from scratch by KD
     train_samples: int | None = Field(None, ge=1)
     eval_samples: int | None = Field(None, ge=1)
@@ -133,7 +144,8 @@ def suggest_params(trial, space: SearchSpace) -> dict[str, Any]:
 def recipe_for(params: dict[str, Any], cfg: SearchConfig, name: str = "trial") -> dict[str, Any]:
     """The recipe a trial's parameters stand for (also what to run once a setting is chosen)."""
     t = params["kd_temperature"]
-    ft = {"finetune": {"epochs": cfg.finetune_epochs, "distill": True, "temperature": t}}
+    ft = {"finetune": {**cfg.finetune.model_dump(exclude_unset=True), "epochs": cfg.finetune.epochs,
+                       "temperature": t}}
     stages: list[dict[str, Any]] = []
     if params["width"] < 1:
         stages.append({"type": "distill", "width": params["width"],
@@ -145,7 +157,7 @@ def recipe_for(params: dict[str, Any], cfg: SearchConfig, name: str = "trial") -
     if params["share_bits"]:
         stages.append({"type": "share_weights", "conv_bits": params["share_bits"],
                        "linear_bits": params["share_bits"],
-                       "finetune": {"epochs": min(cfg.finetune_epochs, 1), "max_steps": cfg.max_steps}})
+                       "finetune": {"epochs": min(cfg.finetune.epochs, 1), "max_steps": cfg.max_steps}})
     if params["bits"] == 8:
         stages.append({"type": "quantize", "samples": cfg.calibration_samples, "sensitivity": False})
     else:
@@ -221,8 +233,9 @@ def _objective(checkpoint: str, out: Path, cfg: SearchConfig, data, worker: int,
         try:
             # compress's own stage tables stay quiet (one line per stage above instead); its
             # training bars only when a single worker owns the terminal
-            report = compress(checkpoint, recipe, out / "trials" / f"{trial.number:04d}", data=data,
-                              check_budget=False, progress=bars, console=Console(quiet=True), on_stage=on_stage)
+            report = compress(checkpoint, recipe, data, out=out / "trials" / f"{trial.number:04d}",
+                              check_budget=False, progress=bars, console=Console(quiet=True),
+                              on_stage=on_stage).summary
         except EdgeslimError as e:
             raise TrialFailed(str(e)) from e
         final, base = report["final"], report["baseline"]
@@ -246,20 +259,21 @@ class TrialFailed(RuntimeError):
 
 def run_worker(checkpoint: str, out: str, storage_url: str, study_name: str, cfg_json: dict, worker: int,
                n_trials: int, data_dir: str | None = None, log: bool = True, bars: bool = False,
-               trust_code: bool | list[str] = False) -> int:
+               trust_code: bool | list[str] = False, dataset: str | None = None) -> int:
     """One search process: load the shared study and run ``n_trials`` trials (module-level so
     that a fresh interpreter can start it). ``log``: a line per stage and per finished trial;
     ``bars``: the training progress bars too (only for a worker alone on a terminal).
-    ``trust_code``: the caller's ``trusted_code`` setting, which a fresh process does not inherit."""
+    ``trust_code``: the caller's ``trusted_code`` setting, which a fresh process does not inherit.
+    ``dataset``: the data set to search on (None: the checkpoint's)."""
     from ..models.checkpoint import trusted_code
 
     with trusted_code(trust_code):
         return _run_worker(checkpoint, out, storage_url, study_name, cfg_json, worker, n_trials, data_dir, log,
-                           bars)
+                           bars, dataset)
 
 
 def _run_worker(checkpoint: str, out: str, storage_url: str, study_name: str, cfg_json: dict, worker: int,
-                n_trials: int, data_dir: str | None, log: bool, bars: bool) -> int:
+                n_trials: int, data_dir: str | None, log: bool, bars: bool, dataset: str | None) -> int:
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -271,7 +285,7 @@ def _run_worker(checkpoint: str, out: str, storage_url: str, study_name: str, cf
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = SearchConfig.model_validate(cfg_json)
     meta = load_checkpoint(checkpoint).meta
-    data = _load_data(meta, Recipe(stages=[{"type": "export"}]), data_dir)
+    data = _load_data(meta, Recipe(dataset=dataset, stages=[{"type": "export"}]), data_dir)
     study = _study(storage_url, study_name, cfg, worker)
     stop = MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE, TrialState.FAIL))
 
@@ -316,34 +330,31 @@ def _as_folder(source, out: Path) -> Path:
 
 
 @removes_new_output_on_failure(_trial_finished)  # a search that fails before any trial leaves no folder
-def search(checkpoint: str | Path | Checkpoint, out: str | Path, max_accuracy_drop: float | None = None,
-           trials: int | None = None, *, storage: str | None = None, study_name: str = "edgeslim-search",
-           workers: int = 1, config: SearchConfig | dict | None = None, data_dir: str | Path | None = None,
-           progress: bool = True) -> dict[str, Any]:
+def search(model: str | Path | Checkpoint, config: SearchConfig | dict | None = None, data: str | None = None, *,
+           out: str | Path, storage: str | None = None, study_name: str = "edgeslim-search", workers: int = 1,
+           data_dir: str | Path | None = None, progress: bool = True) -> Result:
     """Search stage parameters for the smallest / fastest / most accurate models within
-    ``max_accuracy_drop`` points of the original; ``trials`` in total over all workers and runs.
-    Both default to ``config``'s values; given here, they replace them.
+    ``config.max_accuracy_drop`` points of the original; ``config.trials`` in total over all workers
+    and runs. ``config``: a SearchConfig or a dict / YAML mapping (a bad field raises ConfigError
+    naming it). ``data``: the data set to search on, by name (default: the one the model records;
+    worker processes load it themselves).
 
     ``storage``: an Optuna/SQLAlchemy URL; default ``sqlite:///OUT/study.db``, so calling it
     again continues the study up to ``trials``. ``workers``: local processes sharing it.
-    Writes ``OUT/pareto.md``, ``OUT/pareto.json`` and ``OUT/pareto.png``; returns their content.
+    Writes ``OUT/pareto.md``, ``OUT/pareto.json`` and ``OUT/pareto.png``. Returns a Result:
+    ``artifact`` ``OUT/pareto.json``, ``summary`` its content (the Pareto front, the verdict, ...).
     To rank the finished trials under another budget without running any, use :func:`rerank`.
     """
     import sys
 
     from ..models.checkpoint import current_code_trust
 
-    base = config.model_dump() if isinstance(config, SearchConfig) else dict(config or {})
-    if max_accuracy_drop is not None:
-        base["max_accuracy_drop"] = max_accuracy_drop
-    if trials is not None:
-        base["trials"] = trials
-    cfg = load_search_config(None, **base)
+    cfg = config if isinstance(config, SearchConfig) else load_search_config(None, **(config or {}))
     if workers < 1:
         raise ConfigError("workers: must be >= 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = str(_as_folder(checkpoint, out).resolve())
+    checkpoint = str(_as_folder(model, out).resolve())
     storage_url = storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
     study = _study(storage_url, study_name, cfg, create=True)
     _check_same_config(study, cfg)
@@ -351,13 +362,15 @@ def search(checkpoint: str | Path | Checkpoint, out: str | Path, max_accuracy_dr
     shares = [remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)]
     bars = progress and sum(n > 0 for n in shares) == 1 and sys.stdout.isatty()
     trust = current_code_trust()
-    args = [(checkpoint, str(out), storage_url, study_name, cfg.model_dump(mode="json"), i, n,
-             str(data_dir) if data_dir else None, progress, bars, trust) for i, n in enumerate(shares) if n > 0]
+    # only the fields set travel: a worker re-reading a full dump would pass every finetune default on
+    args = [(checkpoint, str(out), storage_url, study_name, cfg.model_dump(mode="json", exclude_unset=True), i, n,
+             str(data_dir) if data_dir else None, progress, bars, trust, data) for i, n in enumerate(shares) if n > 0]
     if len(args) == 1:
         run_worker(*args[0])
     elif args:
         _run_processes(args)
-    return summarize_study(study_name, storage_url, out, cfg)
+    summary = summarize_study(study_name, storage_url, out, cfg)
+    return Result(artifact=Path(summary["files"]["json"]), summary=summary)
 
 
 def rerank(out: str | Path, max_accuracy_drop: float | None = None, *, storage: str | None = None,

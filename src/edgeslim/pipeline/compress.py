@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from .._io import (atomic_write_files, atomic_write_text, read_json, remove_stale_temps,
                    removes_new_output_on_failure, write_json)
+from ..config import Result
 from ..errors import ConfigError, EdgeslimError
 from ..export.api import written_files
 from ..models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -228,13 +229,14 @@ def _published(out: Path) -> bool:
 
 
 @removes_new_output_on_failure(_published)  # a run that fails before its first model leaves no folder
-def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: str | Path | Recipe | dict,
-             out: str | Path, resume: bool = False, *, max_accuracy_drop: float | None = None,
+def compress(model: str | Path | Checkpoint | nn.Module, recipe: str | Path | Recipe | dict, data=None, *,
+             out: str | Path, resume: bool = False, max_accuracy_drop: float | None = None,
              time_budget: float | None = None, adapt: bool | None = None, data_dir: str | Path | None = None,
-             data=None, meta: dict | None = None, check_budget: bool = True, progress: bool = True, console=None,
-             on_stage: Callable[[int, str], None] | None = None) -> dict[str, Any]:
-    """Run ``recipe`` (built-in name, YAML path, dict or Recipe) on a checkpoint folder (or a
-    ``Checkpoint``, or an ``nn.Module`` with ``meta``) and write everything under ``out``.
+             meta: dict | None = None, check_budget: bool = True, progress: bool = True, console=None,
+             on_stage: Callable[[int, str], None] | None = None) -> Result:
+    """Run ``recipe`` (built-in name, YAML path, dict or Recipe; a bad field raises ConfigError naming
+    it) on ``model`` (a checkpoint folder or any model source, a ``Checkpoint``, or an ``nn.Module``
+    with ``meta``) and write everything under ``out``.
 
     ``max_accuracy_drop`` (points; default the recipe's) is a budget the run meets: each stage
     gets a share of it (``edgeslim.pipeline.budget``), judged on the validation split held out
@@ -245,8 +247,9 @@ def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: s
     in-budget result is always at ``out/model.onnx`` (or ``model.eslim``). The test split is
     measured once, for the original and the final model.
 
-    Returns the report dict (also written to ``out/report.json`` and ``out/report.md``).
-    Raises ``AccuracyBudgetExceeded`` (after writing the report) when the final model is more
+    Returns a Result: ``artifact`` the deployable file (``out/model.onnx`` or ``model.eslim``),
+    ``summary`` the report (also written to ``out/report.json`` and ``out/report.md``), ``warnings``
+    its warnings. Raises ``AccuracyBudgetExceeded`` (after writing the report) when the final model is more
     than the budget below the original on the test split, or when no stage fitted the budget,
     naming the stage that lost the most; ``check_budget=False`` only records it (the search
     does this). ``data`` (a DataBundle) replaces the data set named in the checkpoint.
@@ -259,7 +262,7 @@ def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: s
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)  # what an interrupted stage left half-written
     con = _console(progress, console)
-    state, original = _start_state(out, recipe, checkpoint_or_model, meta, resume, con)
+    state, original = _start_state(out, recipe, model, meta, resume, con)
     bundle = _load_data(original.meta, recipe, data_dir, data)
     if bundle.val is None:
         raise ConfigError(f"{bundle.name}: no validation split to judge the accuracy budget on; hold some "
@@ -284,7 +287,7 @@ def compress(checkpoint_or_model: str | Path | Checkpoint | nn.Module, recipe: s
     _print_summary(con, report)
     if check_budget and report["budget"]["exceeded"]:
         raise AccuracyBudgetExceeded(report["budget"]["message"], report)
-    return report
+    return Result(artifact=Path(report["deployable"]), summary=report, warnings=list(report["warnings"]))
 
 
 def _accuracy(correct: list[bool]) -> float:

@@ -29,7 +29,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 4, target_latency: flo
     from ..models.checkpoint import load_checkpoint
     from ..report import markdown_table
     from ..runtime import benchmark, load_model, slower_than_baseline
-    from ..train import TrainConfig, train_model
+    from ..train import TrainConfig, train
     from ..train.api import load_data_for
     from .compress import compress
 
@@ -38,14 +38,14 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 4, target_latency: flo
     t_start = time.perf_counter()
     log(f"[1/5] loading Fashion-MNIST and training seed-cnn for {epochs} epochs")
     data = hold_out(load_data_for("seed-cnn", "fashion-mnist", data_dir))  # as `edgeslim train` holds out
-    base = train_model("seed-cnn", data, TrainConfig(epochs=epochs), out=out / "baseline", progress=progress)
+    base = train("seed-cnn", TrainConfig(epochs=epochs), data, out=out / "baseline", progress=progress)
 
     log(f"[2/5] compressing with the pipeline within a 1-point budget: structured pruning to {target_latency:.0%} "
         f"of the measured latency ({finetune_epochs} fine-tune epoch(s) distilled from the baseline), then int8 "
         "static quantization where it is faster")
     recipe = demo_recipe(target_latency, finetune_epochs, calibration_samples)
     shutil.rmtree(out / "pipeline", ignore_errors=True)
-    pipeline = compress(out / "baseline", recipe, out / "pipeline", data=data, progress=progress)
+    pipeline = compress(out / "baseline", recipe, data, out=out / "pipeline", progress=progress).summary
 
     log("[3/5] collecting the exported float32 baseline and the compressed model")
     base_onnx = Path(shutil.copyfile(out / "pipeline/stages/00-original/model.onnx", out / "baseline.onnx"))

@@ -15,9 +15,7 @@ for every method:
 
 Masks are always folded into plain tensors before the model is returned.
 """
-import sys
-import types
-
+from .._verb import callable_package
 from .api import prune, prune_checkpoint
 from .config import NM, PRUNE_CONFIGS, PruneMethod, Structured, Unstructured, prune_config
 from .nm import is_nm_sparse, nm_mask
@@ -35,11 +33,4 @@ __all__ = ["prune", "prune_checkpoint", "prune_config", "Unstructured", "Structu
            "allocate_sparsity", "plot_sensitivity"]
 
 
-class _CallablePackage(types.ModuleType):
-    """Lets ``edgeslim.prune(model, config, data=...)`` call ``edgeslim.prune.prune``."""
-
-    def __call__(self, *args, **kwargs):
-        return prune(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+callable_package(__name__, "edgeslim.prune.api:prune")

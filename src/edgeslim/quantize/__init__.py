@@ -5,9 +5,7 @@ precision; dynamic int8; quantization-aware training; weight sharing.
 The package itself is callable: ``edgeslim.quantize(model, StaticInt8(), data=...)``
 is :func:`edgeslim.quantize.api.quantize` (returns an ``edgeslim.Result``).
 """
-import sys
-import types
-
+from .._verb import callable_package
 from .affine import QParams, qparams_for, qparams_from_range, sqnr_db
 from .ort_static import ArrayCalibrationReader, check_calibration_data, quantize_onnx_static
 from .config import (QAT, QUANTIZE_CONFIGS, DynamicInt8, QuantizeMethod, StaticInt8, WeightSharing,
@@ -28,14 +26,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        from .api import quantize
 
-        return quantize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+callable_package(__name__, "edgeslim.quantize.api:quantize")
 
 __all__ = ["ArrayCalibrationReader", "QParams", "StaticInt8", "DynamicInt8", "QAT", "WeightSharing",
            "QuantizeMethod", "QUANTIZE_CONFIGS", "quantize_config", "check_calibration_data",

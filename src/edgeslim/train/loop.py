@@ -9,7 +9,9 @@ from typing import Callable, Iterator
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from ..config import _Checked
 
 from ..data.datasets import Split
 
@@ -19,7 +21,8 @@ from ..data.datasets import Split
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(_Checked):
+    """How a model is trained; a bad field raises ConfigError naming it."""
     model_config = ConfigDict(extra="forbid")
 
     epochs: int = Field(10, ge=0)
