@@ -171,3 +171,29 @@ def tiny_text_onnx(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
     out = tmp_path_factory.mktemp("text") / "model.onnx"
     export_text_onnx(model, out, tiny_tokenizer[0], max_length=32)
     return out
+
+
+@pytest.fixture
+def torch_free():
+    """``torch_free(code) -> stdout``: run ``code`` in a fresh interpreter and fail if it errs or
+    imported torch or transformers (the device runtime must not)."""
+    import subprocess
+    import sys
+
+    def run(code: str) -> str:
+        check = "\nimport sys\nassert not {'torch', 'transformers'} & set(sys.modules), 'torch was imported'\n"
+        out = subprocess.run([sys.executable, "-c", code + check], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+    return run
+
+
+@pytest.fixture
+def blank_image(tmp_path):
+    """An 8x8 black PNG (any size and mode is converted by the runtime)."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    return path

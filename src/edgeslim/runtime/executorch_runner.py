@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError
 from .formats import check_model_file, read_sidecar, require
-from .runner import Runner, TensorSpec
+from .runner import Runner, TensorSpec, load_failure
 
 _DTYPES = {6: "float32", 1: "int8", 0: "uint8", 3: "int32", 4: "int64", 5: "float16", 7: "float64", 11: "bool"}
 
@@ -47,22 +46,13 @@ class ExecuTorchRunner(Runner):
             self.module = bindings._load_for_executorch(str(path))
             meta = self.module.method_meta("forward")
         except (RuntimeError, ValueError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ArtifactError(f"{path}: ExecuTorch cannot load the program ({reason})") from None
+            raise load_failure(path, "ExecuTorch cannot load the program", e) from None
         self.metadata = read_sidecar(path)
         io = self.metadata.get("io_names", {})
         self._inputs = _specs(meta.input_tensor_meta, meta.num_inputs(), io.get("inputs", ["input"]), "input")
         self._outputs = _specs(meta.output_tensor_meta, meta.num_outputs(), io.get("outputs", ["logits"]), "output")
         # memory is planned for the largest batch the program takes: larger batches run in chunks
         self.max_rows = int(meta.input_tensor_meta(0).sizes()[0]) if meta.num_inputs() else 1
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = len(next(iter(feeds.values())))

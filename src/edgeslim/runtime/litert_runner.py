@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError
 from .formats import check_model_file, read_sidecar, require
-from .runner import Runner, TensorSpec
+from .runner import Runner, TensorSpec, load_failure
 
 
 def _quantization(detail: dict) -> tuple[float, int] | None:
@@ -40,8 +39,7 @@ class LiteRtRunner(Runner):
             self.interpreter = interpreter.Interpreter(model_content=path.read_bytes(), num_threads=threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ArtifactError(f"{path}: LiteRT cannot load the model ({reason})") from None
+            raise load_failure(path, "LiteRT cannot load the model", e) from None
         self.metadata = read_sidecar(path)
         self._in = self.interpreter.get_input_details()
         self._out = self.interpreter.get_output_details()

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ArtifactError
 from .formats import check_model_file, require
-from .runner import METADATA_KEY, Runner, TensorSpec
+from .runner import METADATA_KEY, Runner, TensorSpec, load_failure
 
 # OpenVINO's CPU plugin defaults to bf16 inference on CPUs that have it (AMD EPYC here): that
 # breaks float parity (1e-2) and costs int8 models accuracy. f32 keeps both exact.
@@ -48,20 +48,11 @@ class OpenVinoRunner(Runner):
             config = {**PRECISION, **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
             self.compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ArtifactError(f"{path}: OpenVINO cannot load the model ({reason})") from None
+            raise load_failure(path, "OpenVINO cannot load the model", e) from None
         self.metadata = ir_metadata(model)
         self._inputs = [_spec(p) for p in self.compiled.inputs]
         self._outputs = [_spec(p) for p in self.compiled.outputs]
         self.request = self.compiled.create_infer_request()
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.request.infer({name: np.ascontiguousarray(x) for name, x in feeds.items()})

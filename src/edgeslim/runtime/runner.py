@@ -57,13 +57,16 @@ class Runner:
     metadata: dict[str, Any]
     threads: int | None
 
+    _inputs: list[TensorSpec]  # set by each runtime when it opens the model
+    _outputs: list[TensorSpec]
+
     @property
     def inputs(self) -> list[TensorSpec]:
-        raise NotImplementedError
+        return self._inputs
 
     @property
     def outputs(self) -> list[TensorSpec]:
-        raise NotImplementedError
+        return self._outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on named inputs; returns every output by name."""
@@ -127,25 +130,22 @@ class OnnxRunner(Runner):
         try:
             self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT's own error types (InvalidGraph, Fail, ...) for models it cannot run
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ArtifactError(f"{self.name}: ONNX Runtime cannot load the model ({reason})") from None
+            raise load_failure(self.name, "ONNX Runtime cannot load the model", e) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = metadata if metadata is not None else json.loads(meta.get(METADATA_KEY, "{}"))
         self._inputs = [_ort_spec(a) for a in self.session.get_inputs()]
         self._outputs = [_ort_spec(a) for a in self.session.get_outputs()]
         self.threads = threads
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(None, feeds)
         return {o.name: v for o, v in zip(self._outputs, values)}
+
+
+def load_failure(what: str | os.PathLike, problem: str, error: Exception) -> ArtifactError:
+    """One line for a model a runtime refuses: the runtime's first line of complaint, no traceback."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ArtifactError(f"{what}: {problem} ({reason})")
 
 
 def top_class(logits: np.ndarray, class_names: list[str] | None = None) -> Prediction:
