@@ -43,4 +43,4 @@ def test_export_optimize_flag(digits_checkpoint, tmp_path):
     assert r.exit_code == 0, r.output
     assert "folded max-pool into conv: /features/features.0/Conv" in r.output
     r = runner.invoke(app, ["export", str(folder), "--out", str(tmp_path / "m.onnx"), "--optimize", "fast"])
-    assert r.exit_code != 0 and "--optimize must be auto, always or never" in str(r.exception)
+    assert r.exit_code != 0 and "optimize" in str(r.exception) and "always" in str(r.exception)

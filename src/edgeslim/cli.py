@@ -145,8 +145,6 @@ def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP + "; or an .o
     text_model = resolve_text_model(checkpoint)
     if text_model is not None:
         return _export_text(checkpoint, text_model, out, as_json)
-    if optimize not in ("auto", "always", "never"):
-        raise EdgeslimError(f"--optimize must be auto, always or never, got {optimize!r}")
     r = edgeslim.export(_model_source(checkpoint, weights), edgeslim.Export(format=fmt, int8=int8, optimize=optimize),
                         out=out, data_dir=data_dir).summary
     if as_json:
