@@ -198,3 +198,12 @@ def test_cli_prune_config_file_with_options_on_top(digits_checkpoint, tmp_path):
     r = CliRunner().invoke(app, ["prune", str(digits_checkpoint[0]), "--config", str(cfg), "--out", str(tmp_path / "x")])
     assert isinstance(r.exception, ConfigError) and not (tmp_path / "x").exists()
     assert str(r.exception) == f"invalid prune config {cfg}: 'finetune_epochs' was renamed: use 'finetune.epochs'"
+
+
+def test_a_prune_that_loses_accuracy_without_finetuning_says_how_to_recover(digits_checkpoint, digits):
+    _, ckpt = digits_checkpoint
+    hard = edgeslim.prune(ckpt, edgeslim.Unstructured(sparsity=0.97, schedule="oneshot"), data=digits)
+    assert hard.summary["accuracy_drop_points"] > 1
+    assert any("--finetune-epochs" in w for w in hard.warnings)
+    gentle = edgeslim.prune(ckpt, edgeslim.Unstructured(sparsity=0.1), data=digits)
+    assert gentle.summary["accuracy_drop_points"] <= 1 and not gentle.warnings
