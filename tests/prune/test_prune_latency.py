@@ -123,7 +123,7 @@ def test_structured_pruning_is_timed_beside_the_original(digits):
     assert any(line.startswith("ONNX Runtime at batch 16") for line in lines)
     s = P.prune(create("lenet-5"), {"method": "structured", "target_macs": 0.3, "measure_speed": False},
                 data=digits).summary
-    assert "speed" not in s and "warnings" not in s
+    assert "speed" not in s and not [w for w in s.get("warnings", []) if "ONNX Runtime" in w]
     s = P.prune(create("lenet-5"), {"method": "unstructured", "sparsity": 0.5}, data=digits).summary
     assert "speed" not in s
 
@@ -139,13 +139,14 @@ def test_a_pruned_model_that_is_not_faster_is_reported(digits, monkeypatch):
     s = r.summary
     assert r.warnings == s["warnings"]
     assert s["speed"][1]["speedup"] == 1.02
-    assert len(s["warnings"]) == 1 and "not faster on ONNX Runtime" in s["warnings"][0]  # batch 64 only
-    assert "at batch 64" in s["warnings"][0] and "latency layout" in s["warnings"][0]
+    slower = [w for w in s["warnings"] if "ONNX Runtime" in w]  # (an untrained model may also lose accuracy)
+    assert len(slower) == 1 and "not faster on ONNX Runtime" in slower[0]  # batch 64 only
+    assert "at batch 64" in slower[0] and "latency layout" in slower[0]
 
     monkeypatch.setattr(latency, "measured_speedup", lambda *a, **k: [
         {"batch": 1, "threads": 1, "original_p50_ms": 0.05, "pruned_p50_ms": 0.04, "speedup": 1.25}])
     s = P.prune(create("lenet-5"), uniform, data=digits).summary
-    assert "warnings" not in s
+    assert not [w for w in s.get("warnings", []) if "ONNX Runtime" in w]
 
     def export_fails(*a, **k):
         raise RuntimeError("Unsupported ONNX op")

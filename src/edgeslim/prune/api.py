@@ -58,6 +58,15 @@ def _stats(model: nn.Module, shape: tuple[int, ...], test: Any) -> dict[str, Any
 UNRECOVERED_DROP_POINTS = 1.0  # above this, a prune with no fine-tuning says how to recover
 
 
+def _lost_unrecovered(summary: dict, config: PruneConfig, test) -> bool:
+    """A trained model (twice chance accuracy or better: an untrained one has nothing to lose) that
+    lost more than UNRECOVERED_DROP_POINTS with no fine-tuning."""
+    if config.finetune.epochs or summary.get("accuracy_drop_points", 0) <= UNRECOVERED_DROP_POINTS:
+        return False
+    chance = 1 / max(int(test.y.unique().numel()), 1)
+    return summary["before"]["accuracy"] >= 2 * chance
+
+
 def prune(model: nn.Module | Checkpoint, config: PruneConfig | dict | None = None, data: Any = None, *,
           input_shape: tuple[int, ...] | None = None, loss_fn: LossFn | None = None,
           finetune_loss_fn: LossFn | None = None, progress: bool = False,
@@ -111,11 +120,11 @@ def prune(model: nn.Module | Checkpoint, config: PruneConfig | dict | None = Non
         summary["accuracy_drop_points"] = 100 * (before["accuracy"] - after["accuracy"])
     if isinstance(config, Structured) and config.measure_speed:
         summary.update(_speed_check(model, work, shape, config, log))
-    warnings = summary.setdefault("warnings", [])
-    if summary.get("accuracy_drop_points", 0) > UNRECOVERED_DROP_POINTS and not config.finetune.epochs:
-        warnings.append(f"accuracy fell {summary['accuracy_drop_points']:.1f} points and nothing was fine-tuned; "
-                        "recover with finetune.epochs (e.g. --finetune-epochs 8)")
-    return Result(model=work, summary=summary, warnings=warnings)
+    if _lost_unrecovered(summary, config, test):
+        summary.setdefault("warnings", []).append(
+            f"accuracy fell {summary['accuracy_drop_points']:.1f} points and nothing was fine-tuned; recover with "
+            "finetune.epochs (e.g. --finetune-epochs 8)")
+    return Result(model=work, summary=summary, warnings=summary.get("warnings", []))
 
 
 def _speed_check(original: nn.Module, pruned: nn.Module, shape: tuple[int, ...], config: Structured,
