@@ -237,7 +237,7 @@ def bench(models: List[Path] = typer.Argument(..., help=".onnx, .eslim, .xml, .t
     cols = ["model", "runtime", "file_bytes", "p50_ms", "p90_ms", "p99_ms", "throughput_per_s", "session_init_ms",
             "rss_increase_mb", "peak_rss_mb", "threads", "speedup", "size_ratio", "max_abs_diff", "top1_agreement"]
     console.print(rich_table(res, cols, title=f"batch {batch}; agreement with {res[0]['model']} on "
-                                              f"{res[0]['agreement_samples']} random inputs",
+                                              f"{res[0]['agreement_samples']} generated inputs",
                              narrow=["model", "runtime", "p50_ms", "p99_ms", "speedup", "top1_agreement"]))
     for m in slower_than_baseline(res):
         err.print(f"[yellow]warning: {m} is not faster than {res[0]['model']}[/yellow]")

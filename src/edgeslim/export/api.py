@@ -100,7 +100,7 @@ def _export(folder: str | Path | Checkpoint, out: str | Path | None, fmt: str, p
     if out.suffix != SUFFIXES[fmt]:
         raise ConfigError(f"--out {out}: a {fmt} file name must end in {SUFFIXES[fmt]} (the runtime picks the "
                           "format from the suffix)")
-    inputs, source = _parity_inputs(ckpt, parity_samples, data, data_dir)
+    inputs, source = _parity_inputs(ckpt.meta, ckpt.input_shape, parity_samples, data, data_dir)
     meta = onnx_metadata(ckpt)
     calib = _calibration_inputs(ckpt, data, data_dir, inputs) if int8 else None
     extra: dict = {}
@@ -152,12 +152,8 @@ def convert_onnx_file(onnx_path: str | Path, out: str | Path | None, fmt: str, p
     onnx_path = Path(onnx_path)
     out = Path(out) if out else onnx_path.with_suffix(".xml")
     ref = load_model(onnx_path, require_signature=False)
-    try:
-        bundle = _data_for(ref.metadata, data, data_dir)
-        x, source = bundle.test.x[:parity_samples].numpy(), f"{bundle.name} test images"
-    except Exception:  # no data here: random inputs still catch conversion bugs
-        x, source = np.random.default_rng(0).standard_normal((parity_samples, *ref.input_shape), dtype=np.float32), \
-            "random inputs"
+    inputs, source = _parity_inputs(ref.metadata, ref.input_shape, parity_samples, data, data_dir)
+    x = inputs.numpy()
     export_openvino(onnx_path, out, ref.metadata)
     result = {"path": str(out), "format": fmt, "int8": _is_qdq(onnx_path), "bytes": model_bytes(out), "parity_inputs": source,
               "parity_reference": f"onnxruntime on {onnx_path.name}", **compare_outputs(ref.predict(x), out, x)}
@@ -200,11 +196,13 @@ def _calibration_inputs(ckpt: Checkpoint, data, data_dir, fallback) -> np.ndarra
         return fallback[:CALIBRATION_SAMPLES].numpy()
 
 
-def _parity_inputs(ckpt: Checkpoint, n: int, data, data_dir):
+def _parity_inputs(meta: dict, input_shape: tuple[int, ...], n: int, data, data_dir):
+    """(inputs, what they are): ``n`` test images of the model's data set, or random inputs where
+    the data set is not here (they still catch export and conversion bugs)."""
     import torch
 
     try:
-        bundle = _data_for(ckpt.meta, data, data_dir)
+        bundle = _data_for(meta, data, data_dir)
         return bundle.test.x[:n], f"{bundle.name} test images"
-    except Exception:  # no data here: random inputs still catch export bugs
-        return torch.randn(n, *ckpt.input_shape), "random inputs"
+    except Exception:  # no data here
+        return torch.randn(n, *input_shape), "random inputs"

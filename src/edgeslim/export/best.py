@@ -22,7 +22,8 @@ def export_best(folder: str | Path, out: str | Path | None = None, parity_sample
     from .api import SUFFIXES, _export, _parity_inputs, written_files
 
     stem = Path(out).with_suffix("") if out else Path(folder) / "model"
-    inputs, _ = _parity_inputs(load_checkpoint(folder), parity_samples, data, data_dir)
+    ckpt = load_checkpoint(folder)
+    inputs, _ = _parity_inputs(ckpt.meta, ckpt.input_shape, parity_samples, data, data_dir)
     candidates: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="edgeslim-best-") as tmp:
         for fmt, suffix in SUFFIXES.items():

@@ -119,8 +119,8 @@ def resolve_text_model(spec: str | os.PathLike) -> tuple[SentenceEncoder, Path] 
     if text == MINILM:
         return all_minilm_l6_v2(), tokenizer_file(minilm_path())
     if text.startswith("hf:"):
-        path = Path(text[3:]).expanduser()
-        return load_hf_encoder(path), tokenizer_file(path)
+        ckpt = _hf_source(text[3:], None)
+        return ckpt.model, Path(ckpt.meta["tokenizer"])
     folder = Path(text)
     if (folder / "model.json").is_file() and (folder / "tokenizer.json").is_file():
         from .checkpoint import load_checkpoint

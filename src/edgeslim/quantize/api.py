@@ -157,10 +157,17 @@ def _settings(config: StaticInt8 | QAT):
 
 
 def _prepared_model(ctx: _Context) -> tuple[nn.Module, dict]:
-    from .prepare import prepare_for_int8
+    """BN folded, equalized and bias-corrected copy of the model (the order of Nagel et al.)."""
+    from .prepare import correct_bias, equalize_cross_layer, fold_batchnorm
 
-    return prepare_for_int8(ctx.model, torch.from_numpy(ctx.calib), ctx.config.equalize, ctx.config.bias_correction,
-                            ctx.config.per_channel)
+    m = copy.deepcopy(ctx.model).eval()
+    info: dict[str, Any] = {"batchnorm_folded": fold_batchnorm(m)}
+    if ctx.config.equalize:
+        info["equalized_pairs"] = [list(p) for p in equalize_cross_layer(m)]
+    if ctx.config.bias_correction:
+        shifts = correct_bias(m, torch.from_numpy(ctx.calib), ctx.config.per_channel)
+        info["bias_correction_max_shift"] = shifts
+    return m, info
 
 
 def _static(ctx: _Context) -> Result:

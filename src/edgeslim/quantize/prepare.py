@@ -185,21 +185,3 @@ def correct_bias(model: nn.Module, calib: torch.Tensor, per_channel: bool = True
         m.bias.sub_(shift)
         shifts[name] = float(shift.abs().max())
     return shifts
-
-
-def prepare_for_int8(model: nn.Module, calib: torch.Tensor, equalize: bool = True, bias_correction: bool = True,
-                     per_channel: bool = True) -> tuple[nn.Module, dict]:
-    """A copy of ``model`` ready for int8 (the order of Nagel et al. 2019): BatchNorm folded,
-    cross-layer equalized (depthwise convs then quantize per tensor as well as per channel) and
-    bias-corrected on ``calib`` inputs. Every int8 path uses it: our QDQ ONNX and the PT2E
-    quantizers of LiteRT and ExecuTorch. Returns (model, what was done)."""
-    import copy
-
-    m = copy.deepcopy(model).eval()
-    info: dict = {"batchnorm_folded": fold_batchnorm(m)}
-    if equalize:
-        info["equalized_pairs"] = [list(p) for p in equalize_cross_layer(m)]
-    if bias_correction:
-        info["bias_correction_max_shift"] = correct_bias(m, calib, per_channel)
-    return m, info
-
