@@ -320,7 +320,7 @@ def prune_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weights:
               pruning_steps: Optional[int] = typer.Option(None, show_default="10",
                                                           help="pruning steps of the gradual schedule"),
               finetune_epochs: Optional[int] = typer.Option(None, min=0, show_default="0", help="finetune.epochs"),
-              lr: Optional[float] = typer.Option(None, show_default="0.002 unstructured, else 0.001",
+              lr: Optional[float] = typer.Option(None, show_default="0.002 unstructured, 0.004 structured, else 0.001",
                                                  help="finetune.lr"),
               finetune_augment: Optional[bool] = typer.Option(
                   None, "--finetune-augment/--no-finetune-augment",

@@ -316,3 +316,21 @@ def test_a_weakened_try_starts_from_the_unchanged_model(tmp_path, digits_checkpo
     x = torch.zeros(2, 1, 32, 32)
     got = load_model(tmp_path / "c/stages/02-export/model.onnx").predict(x.numpy())
     np.testing.assert_allclose(got, trained.model(x).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_stages_choose_epochs_on_training_samples_and_leave_validation_to_the_budget():
+    import torch
+
+    from edgeslim.data.datasets import DataBundle, Split
+    from edgeslim.pipeline.compress import _stage_data
+
+    def split(start, n):  # each sample's value is its own id, so overlaps are visible
+        return Split(torch.arange(start, start + n, dtype=torch.float32).view(n, 1), torch.zeros(n, dtype=torch.int64))
+
+    data = DataBundle("toy", split(0, 100), split(1000, 20), ["a"], None, split(500, 8))
+    staged = _stage_data(data)
+    ids = lambda s: set(s.x.view(-1).tolist())  # noqa: E731
+    assert len(staged.val) == 8 and ids(staged.val) <= ids(data.train)  # as many as the budget judges on
+    assert not ids(staged.val) & ids(staged.train) and ids(staged.val) | ids(staged.train) == ids(data.train)
+    assert staged.test is data.test and ids(data.val) == set(range(500, 508))  # untouched
+    assert ids(_stage_data(data).val) == ids(staged.val)  # the same slice every time (resume)

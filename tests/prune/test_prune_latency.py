@@ -11,7 +11,7 @@ import edgeslim.prune as P
 from edgeslim.errors import ConfigError
 from edgeslim.evaluate import count_macs
 from edgeslim.models import create
-from edgeslim.prune.latency import DeployedLatency, candidate_layers, keep_ratio, plan_for_latency
+from edgeslim.prune.latency import REFILL_SLACK, DeployedLatency, candidate_layers, keep_ratio, plan_for_latency
 from edgeslim.prune.structured import _channels
 
 from .test_prune_structured import ResidualNet
@@ -156,3 +156,30 @@ def test_a_pruned_model_that_is_not_faster_is_reported(digits, monkeypatch):
     pruned, s = r.model, r.summary
     assert "speed" not in s and "Unsupported ONNX op" in s["warnings"][0]
     assert pruned(torch.zeros(1, 1, 32, 32)).shape == (1, 10)  # the pruned model is not lost
+
+
+def test_a_mac_budget_plan_gives_back_the_channels_that_cost_no_time():
+    model = create("lenet-5")
+    shape = (1, 32, 32)
+    budget = 0.35 * count_macs(model, shape)
+
+    def blocky(m):  # time moves in blocks of 4 channels in the convs, smoothly in the linear layers
+        c = _channels(m)
+        return (1.0 + math.ceil(c["features.0"] / 4) + math.ceil(c["features.3"] / 4)
+                + (c["classifier.1"] + c["classifier.3"]) / 40)
+
+    def prune_to(ratios):
+        return P.prune_structured(model, shape, ratio=0.0, max_ratio=0.999, layer_ratios=ratios).model
+
+    plan = plan_for_latency(model, LENET_LAYERS, 0.0, prune_to, lambda m: count_macs(m, shape), blocky,
+                            step=0.2, done=lambda m, fraction: count_macs(m, shape) <= budget)
+    pruned = prune_to(plan.ratios)
+    assert count_macs(pruned, shape) <= budget and any("grown_from" in s for s in plan.steps)
+    assert blocky(pruned) <= plan.steps[-1]["latency_ms"] + 1e-9
+    cut_to = [s["latency_ms"] for s in plan.steps if "grown_from" not in s][-1]
+    limit = cut_to + REFILL_SLACK * blocky(model)  # the speed the cuts bought, give or take timing noise
+    assert plan.latency_ms <= limit
+    for name, k in plan.keep.items():  # every layer is as wide as the budget and that speed allow
+        if k < plan.original[name]:
+            wider = prune_to({**plan.ratios, name: keep_ratio(plan.original[name], k + 1)})
+            assert count_macs(wider, shape) > budget or blocky(wider) > limit

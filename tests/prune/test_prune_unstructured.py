@@ -46,7 +46,7 @@ def test_lamp_keeps_a_small_scale_layer_that_global_magnitude_empties():
     kept = by_lamp["1.weight"].bool()
     assert w[kept].min() >= w[~kept].max()
     assert Unstructured().criterion == "lamp" and Unstructured().finetune.lr == 2e-3
-    assert Structured(sparsity=0.5).criterion == "magnitude" and Structured(sparsity=0.5).finetune.lr == 1e-3
+    assert Structured(sparsity=0.5).criterion == "magnitude" and Structured(sparsity=0.5).finetune.lr == 4e-3
     with pytest.raises(ValueError, match="criterion"):
         NM(criterion="lamp")
 

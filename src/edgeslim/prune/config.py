@@ -23,9 +23,12 @@ from .unstructured import PRUNABLE
 PruneFineTune = with_defaults(FineTune, "PruneFineTune", epochs=0, lr=1e-3, batch_size=128, augment=None,
                               distill=True, temperature=4.0, alpha=0.7)
 # a gradual fine-tune changes the masks as it goes and recovers best at a higher rate (lenet-300-100
-# at 95%, 8 epochs: -0.76 points at 2e-3 vs -0.98 at 1e-3; structured lenet-5 at 35% of the MACs
-# did worse at 2e-3: -1.50 vs -1.19)
+# at 95%, 8 epochs: -0.76 points at 2e-3 vs -0.98 at 1e-3)
 UnstructuredFineTune = with_defaults(PruneFineTune, "UnstructuredFineTune", lr=2e-3)
+# a model that lost whole channels has more to relearn: lenet-5 at 33% of the MACs (2/11/120/84
+# channels), 8 epochs: -2.05 points at 1e-3, -1.61 at 2e-3, -1.02 at 4e-3, -0.96 at 8e-3 (but
+# 2/16/52/36: -1.15 at 4e-3, -1.31 at 8e-3); seed-cnn at 31%: -0.61 at 1e-3, -0.46 at 4e-3
+StructuredFineTune = with_defaults(PruneFineTune, "StructuredFineTune", lr=4e-3)
 # the latency layout and the speed check measure at batch 1 and 64 (the layout pays at all of them)
 PruneTiming = with_defaults(Timing, "PruneTiming", batch=[1, 64], threads=1)
 
@@ -201,6 +204,7 @@ class Structured(_Sparsity):
     measure_speed: bool = True
     latency_step: float = Field(0.1, gt=0, le=0.5, description="latency cut per planning step (of the original)")
     round_to: Optional[int] = Field(None, ge=1)
+    finetune: StructuredFineTune = Field(default_factory=StructuredFineTune)
 
     _fraction = field_validator("sparsity")(classmethod(lambda cls, v: _check_fraction(v)))
 
