@@ -18,7 +18,7 @@ def test_builtin_recipes_parse(name):
 def test_builtin_recipes_keep_their_settings_under_the_new_names():
     fastest = load_recipe("fastest").stages
     assert fastest[0].config.timing.batch == [1, 64] and fastest[0].config.target_latency == 0.45
-    assert (fastest[0].config.finetune.epochs, fastest[0].config.finetune.lr) == (8, 1e-3)
+    assert (fastest[0].config.finetune.epochs, fastest[0].config.finetune.lr) == (8, 4e-3)
     assert fastest[1].keep_float_if_slower and fastest[1].config.samples == 512
     smallest = load_recipe("smallest").stages
     assert smallest[0].config.scope == "global" and smallest[0].config.criterion == "lamp"
