@@ -130,9 +130,8 @@ def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP + "; or an .o
                                                              "every installed format, keep the fastest that agrees)"),
            out: Optional[Path] = typer.Option(None, help="output file (default: CHECKPOINT/model.onnx, .xml, "
                                                           ".tflite or .pte)"),
-           int8: bool = typer.Option(False, "--int8", help="int8: our static QDQ for onnx/openvino, "
-                                                           "ai-edge-quantizer for tflite, XNNPACK's PT2E for "
-                                                           "executorch"),
+           int8: bool = typer.Option(False, "--int8", help="int8: our static QDQ for onnx/openvino, the format's "
+                                                           "own PT2E quantizer for tflite/executorch"),
            data_dir: Optional[Path] = None,
            optimize: str = typer.Option("auto", help="exact graph rewrites for ONNX Runtime: auto (keep those "
                                                      "measured faster here), always, never"),
