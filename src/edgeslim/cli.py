@@ -130,8 +130,9 @@ def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP + "; or an .o
                                                              "every installed format, keep the fastest that agrees)"),
            out: Optional[Path] = typer.Option(None, help="output file (default: CHECKPOINT/model.onnx, .xml, "
                                                           ".tflite or .pte)"),
-           int8: bool = typer.Option(False, "--int8", help="int8: our static QDQ for onnx/openvino, the format's "
-                                                           "own PT2E quantizer for tflite/executorch"),
+           int8: bool = typer.Option(False, "--int8", help="int8: our static QDQ for onnx/openvino, "
+                                                           "ai-edge-quantizer for tflite, XNNPACK's PT2E for "
+                                                           "executorch"),
            data_dir: Optional[Path] = None,
            optimize: str = typer.Option("auto", help="exact graph rewrites for ONNX Runtime: auto (keep those "
                                                      "measured faster here), always, never"),
@@ -405,6 +406,10 @@ def quantize_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weigh
                  bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction",
                                                                 show_default="bias-correction",
                                                                 help="empirical bias correction"),
+                 reduce_range: Optional[str] = typer.Option(
+                     None, show_default="auto", help="auto | true | false: 7-bit int8 weights, which x86 CPUs without "
+                                                     "VNNI need (their int8 kernels saturate); auto: where this "
+                                                     "machine has such a CPU; true when the target device has one"),
                  max_accuracy_drop: Optional[float] = typer.Option(None, help="points; keeps sensitive layers float"),
                  epochs: Optional[int] = typer.Option(None, show_default="2",
                                                       help="finetune.epochs: QAT / centroid fine-tuning epochs"),
@@ -433,13 +438,13 @@ def quantize_cmd(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP), weigh
     text_model = resolve_text_model(checkpoint)
     if text_model is not None:
         return _quantize_text(text_model, out, as_json, method=method, calibration=calibration, samples=samples,
-                              per_channel=per_channel, keep_float=keep_float, threads=threads,
-                              calib_data=calib_data, eval_samples=eval_samples)
+                              per_channel=per_channel, reduce_range=reduce_range, keep_float=keep_float,
+                              threads=threads, calib_data=calib_data, eval_samples=eval_samples)
     config = _config_from(config_file, {
         "method": method, "calibration": calibration, "samples": samples, "per_channel": per_channel,
         "symmetric": symmetric, "equalize": equalize, "bias_correction": bias_correction,
-        "max_accuracy_drop": max_accuracy_drop, "finetune.epochs": epochs, "conv_bits": bits_conv,
-        "linear_bits": bits_linear, "timing.threads": threads}, quantize_config, "quantize")
+        "reduce_range": reduce_range, "max_accuracy_drop": max_accuracy_drop, "finetune.epochs": epochs,
+        "conv_bits": bits_conv, "linear_bits": bits_linear, "timing.threads": threads}, quantize_config, "quantize")
     r = quantize_checkpoint(_model_source(checkpoint, weights), config, out, data_dir,
                             log=lambda s: err.print(f"[cyan]{s}[/cyan]"), calib_data=calib_data, progress=not as_json)
     s = r.summary

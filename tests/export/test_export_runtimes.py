@@ -1,6 +1,7 @@
 """Exports to OpenVINO IR, LiteRT .tflite and ExecuTorch .pte: parity with PyTorch, metadata that
 travels, int8, refusals, and the one-line message when a format's extra is missing."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +10,6 @@ from typer.testing import CliRunner
 from edgeslim.cli import app, main
 from edgeslim.errors import ArtifactError, ConfigError, MissingExtraError
 from edgeslim.export import Export, export
-from edgeslim.export.api import INT8_MIN_AGREEMENT
 from edgeslim.runtime import load_model
 from edgeslim.runtime.formats import require, sidecar_path
 
@@ -52,6 +52,8 @@ def test_int8_export_is_smaller_and_agrees(digits_checkpoint, exported, tmp_path
     r = export(folder, Export(format=fmt, int8=True), out=tmp_path / f"q{suffix}").summary
     assert r["int8"] and r["top1_agreement"] >= 0.95
     assert r["bytes"] < 0.5 * float_report["bytes"]
+    # ai-edge-quantizer (tflite int8) runs in a child process: its absl logging never enters this one
+    assert "ai_edge_quantizer" not in sys.modules
 
 
 def test_openvino_converts_our_int8_qdq_onnx(digits_checkpoint, exported, tmp_path):
@@ -60,9 +62,9 @@ def test_openvino_converts_our_int8_qdq_onnx(digits_checkpoint, exported, tmp_pa
     q = export(folder, Export(int8=True), out=tmp_path / "q.onnx").summary
     r = export(tmp_path / "q.onnx", Export(format="openvino"), out=tmp_path / "q.xml").summary
     assert r["int8"] and r["parity_reference"] == "onnxruntime on q.onnx"
-    # OpenVINO runs the QDQ graph with its own int8 kernels (requantisation and rounding are its own):
-    # on this tiny digits model openvino 2026.4.1 agrees with ONNX Runtime 1.32 on 97.7% of top-1s
-    assert r["top1_agreement"] >= INT8_MIN_AGREEMENT
+    # with 7-bit weights where this CPU's int8 kernels saturate (reduce_range auto), both runtimes compute
+    # the QDQ graph exactly; with full-range weights on an AVX2 CPU they differed on 2.3% of the digits
+    assert r["top1_agreement"] >= 0.99, "OpenVINO runs the QDQ graph as ONNX Runtime does"
     assert q["bytes"] < 0.5 * exported("onnx")["bytes"]
 
 
@@ -87,6 +89,9 @@ def test_missing_extra_is_one_line_naming_the_install_command(digits_checkpoint,
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert e.value.code != 0 and len(err) == 1 and err[0].startswith("error: ")
     assert "pip install 'edgeslim[litert]'" in err[0] and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(tfl, "quantizer_python", lambda: None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'edgeslim\[litert-quantize\]'"):
+        tfl.quantize_tflite(b"", np.zeros((1, 1, 32, 32), np.float32))
 
 
 def test_bad_format_and_suffix_are_refused(digits_checkpoint, tmp_path):

@@ -32,7 +32,8 @@ class Export(_Checked):
     """What to write. ``format``: ``onnx``, ``openvino`` (``.xml`` + ``.bin``), ``tflite``, ``executorch``
     (``.pte``), or ``best`` (every format that installs, benchmarked: the fastest that agrees).
     ``int8``: ``onnx``/``openvino`` use our static QDQ quantization (``edgeslim.quantize``),
-    ``tflite``/``executorch`` their own PT2E quantizers; all calibrate on training images.
+    ``tflite`` Google's ai-edge-quantizer on the float file, ``executorch`` XNNPACK's PT2E quantizer;
+    all calibrate on training images.
     ``optimize``: exact graph rewrites for ONNX Runtime (``edgeslim.export.optimize``).
     ``parity_samples``: test images (random inputs without the data set) the file must agree on."""
     format: Literal["onnx", "openvino", "tflite", "executorch", "best"] = "onnx"

@@ -126,7 +126,8 @@ class QuantizeStage(_VerbStage):
 class ExportStage(_Strict):
     """Write the deployable file: ``onnx``, ``eslim`` (Deep Compression artifact), ``openvino``
     (IR, from the ONNX model: a quantize stage's int8 QDQ model stays int8), ``tflite`` or
-    ``executorch`` (from the PyTorch model; ``int8: true`` uses the format's own PT2E quantizer)."""
+    ``executorch`` (from the PyTorch model; ``int8: true`` uses the format's own quantizer:
+    ai-edge-quantizer for tflite, XNNPACK's PT2E for executorch)."""
     type: Literal["export"]
     format: Literal["onnx", "eslim", "openvino", "tflite", "executorch"] = "onnx"
     int8: bool = False

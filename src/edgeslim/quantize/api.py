@@ -146,17 +146,17 @@ class _Context:
 
 
 def _settings(config: StaticInt8 | QAT):
+    from .kernels import resolve_reduce_range
     from .static import StaticSettings
 
+    common = dict(per_channel=config.per_channel, symmetric_activations=config.symmetric,
+                  reduce_range=resolve_reduce_range(config.reduce_range), nodes_to_exclude=list(config.exclude))
     if isinstance(config, QAT):  # QAT learns its ranges: no calibration method applies
-        return StaticSettings(per_channel=config.per_channel, symmetric_activations=config.symmetric,
-                              nodes_to_exclude=list(config.exclude))
-    return StaticSettings(calibration=config.calibration, per_channel=config.per_channel,
-                          symmetric_activations=config.symmetric, percentile=config.percentile,
-                          nodes_to_exclude=list(config.exclude))
+        return StaticSettings(**common)
+    return StaticSettings(calibration=config.calibration, percentile=config.percentile, **common)
 
 
-def _prepared_model(ctx: _Context) -> tuple[nn.Module, dict]:
+def _prepared_model(ctx: _Context, reduce_range: bool) -> tuple[nn.Module, dict]:
     """BN folded, equalized and bias-corrected copy of the model (the order of Nagel et al.)."""
     from .prepare import correct_bias, equalize_cross_layer, fold_batchnorm
 
@@ -165,18 +165,19 @@ def _prepared_model(ctx: _Context) -> tuple[nn.Module, dict]:
     if ctx.config.equalize:
         info["equalized_pairs"] = [list(p) for p in equalize_cross_layer(m)]
     if ctx.config.bias_correction:
-        shifts = correct_bias(m, torch.from_numpy(ctx.calib), ctx.config.per_channel)
+        shifts = correct_bias(m, torch.from_numpy(ctx.calib), ctx.config.per_channel, reduce_range=reduce_range)
         info["bias_correction_max_shift"] = shifts
     return m, info
 
 
 def _static(ctx: _Context) -> Result:
     from ..export import export_onnx
+    from .kernels import weight_range_note
     from .static import (calibration_ranges, check_nodes_exist, layer_sensitivity, mixed_precision, onnx_logits,
                          preprocess_onnx, quantize_with_ranges, summarize_qdq, weight_sqnr)
 
     cfg, settings = ctx.config, _settings(ctx.config)
-    prepared, info = _prepared_model(ctx)
+    prepared, info = _prepared_model(ctx, settings.reduce_range)
     work = Path(tempfile.mkdtemp(prefix="q-", dir=ctx.out))
     try:
         prep_onnx = export_onnx(prepared, work / "prepared.onnx", ctx.input_shape, ctx.metadata)
@@ -207,7 +208,7 @@ def _static(ctx: _Context) -> Result:
                 from .static import copy_metadata
                 copy_metadata(ctx.float_onnx, artifact)
         summary = summarize_qdq(artifact, reasons)
-        w_sqnr = weight_sqnr(__import__("onnx").load(str(pre)), cfg.per_channel)
+        w_sqnr = weight_sqnr(__import__("onnx").load(str(pre)), cfg.per_channel, settings.reduce_range)
         sens = {r["layer"]: r for r in sensitivity}
         for layer in summary["layers"]:
             layer["weight_sqnr_db"] = w_sqnr.get(layer["layer"])
@@ -217,6 +218,7 @@ def _static(ctx: _Context) -> Result:
                              alone_agreement=s["agreement"])
         summary.update(info)
         summary.update(sensitivity=sensitivity, mixed_precision=trajectory, method="static",
+                       weight_range=weight_range_note(settings.reduce_range),
                        calibration=cfg.calibration, tensor_ranges={k: list(v) for k, v in ranges.items()})
         return Result(artifact=artifact, summary=summary)
     finally:
@@ -226,9 +228,12 @@ def _static(ctx: _Context) -> Result:
 
 def _dynamic(ctx: _Context) -> Result:
     from .dynamic import quantize_onnx_dynamic, summarize_dynamic
+    from .kernels import resolve_reduce_range, weight_range_note
 
-    artifact = quantize_onnx_dynamic(ctx.float_onnx, ctx.out / "model.onnx", ctx.config.per_channel)
-    return Result(artifact=artifact, summary={"method": "dynamic", **summarize_dynamic(artifact)})
+    reduce_range = resolve_reduce_range(ctx.config.reduce_range)
+    artifact = quantize_onnx_dynamic(ctx.float_onnx, ctx.out / "model.onnx", ctx.config.per_channel, reduce_range)
+    return Result(artifact=artifact, summary={"method": "dynamic", "weight_range": weight_range_note(reduce_range),
+                                              **summarize_dynamic(artifact)})
 
 
 def _qat(ctx: _Context) -> Result:
@@ -239,15 +244,16 @@ def _qat(ctx: _Context) -> Result:
     from .affine import qparams_from_range
     from .calibrate import collect_stats, compute_ranges
     from .prepare import fold_batchnorm
+    from .kernels import weight_range_note
     from .qat import finish_qat, prepare_qat, qat_tensor_ranges
     from .static import preprocess_onnx, quantize_with_ranges, summarize_qdq
 
-    cfg = ctx.config
+    cfg, settings = ctx.config, _settings(ctx.config)
     if ctx.train is None:
         raise ConfigError("method=qat needs labelled training data: pass train_data= (or labelled data: a DataBundle or Split)")
     m = copy.deepcopy(ctx.model).eval()
     folded = fold_batchnorm(m)
-    prepare_qat(m, cfg.per_channel, cfg.symmetric)
+    prepare_qat(m, cfg.per_channel, cfg.symmetric, settings.reduce_range)
     ctx.log(f"QAT: {cfg.finetune.epochs} epoch(s) of fine-tuning with fake quantization")
     kd = None
     if cfg.finetune.distill:
@@ -273,14 +279,14 @@ def _qat(ctx: _Context) -> Result:
             zp_type = np.int8 if cfg.symmetric else np.uint8
             overrides[tensor] = [{"scale": np.array(qp.scale, dtype=np.float32),
                                   "zero_point": np.array(qp.zero_point, dtype=zp_type)}]
-        settings = _settings(cfg)
         settings.tensor_overrides = overrides
         artifact = quantize_with_ranges(pre, ctx.out / "model.onnx", ranges, settings, metadata_from=ctx.float_onnx)
     finally:
         import shutil
         shutil.rmtree(work, ignore_errors=True)
     summary = summarize_qdq(artifact)
-    summary.update(method="qat", batchnorm_folded=folded, qat_history=history,
+    summary.update(method="qat", weight_range=weight_range_note(settings.reduce_range), batchnorm_folded=folded,
+                   qat_history=history,
                    learned_ranges={k or "<output>": list(v) for k, v in learned.items()},
                    tensors_with_learned_ranges=sorted(qat_ranges))
     return Result(model=m, artifact=artifact, summary=summary)

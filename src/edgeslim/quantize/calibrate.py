@@ -91,7 +91,8 @@ def collect_stats(model: onnx.ModelProto | str | Path, x: np.ndarray, batch_size
         for name, v in run(batch):
             s = stats.tensors[name]
             v = v.ravel()
-            lo, hi = s.lo, s.hi if s.hi > s.lo else s.lo + 1e-8
+            # a constant tensor: a span float32 can split into BINS bins (numpy bins in the data's dtype)
+            lo, hi = s.lo, s.hi if s.hi > s.lo else s.lo + max(abs(s.lo) * 1e-3, 1e-6)
             h, _ = np.histogram(v, BINS, (lo, hi))
             a, _ = np.histogram(np.abs(v), BINS, (0.0, max(s.absmax, 1e-8)))
             s.hist = h if s.hist is None else s.hist + h

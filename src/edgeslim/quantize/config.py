@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from ..config import (BITS_RENAMED, FINETUNE_RENAMED, TIMING_RENAMED, FineTune, MethodConfig, Timing, make_config,
                       with_defaults)
+from .kernels import ReduceRange
 
 # QAT and centroid fine-tuning: as the model was trained, at a small constant lr, from the labels
 QuantizeFineTune = with_defaults(FineTune, "QuantizeFineTune", epochs=2, lr=1e-4, batch_size=128, augment=None,
@@ -29,11 +30,18 @@ class _Quantize(MethodConfig):
     seed: int = 0
 
 
-class StaticInt8(_Quantize):
+class _Int8(_Quantize):
+    """Methods whose result runs on ONNX Runtime's int8 kernels."""
+    per_channel: bool = True
+    # 7-bit weights ([-64, 64]) so that x86 CPUs without VNNI do not saturate (edgeslim.quantize.kernels);
+    # "auto": where the machine that quantizes has such a CPU. Set true when the target device has one.
+    reduce_range: ReduceRange = "auto"
+
+
+class StaticInt8(_Int8):
     method: Literal["static"] = "static"
     calibration: Literal["minmax", "percentile", "entropy", "mse"] = "mse"
     percentile: float = Field(99.99, gt=50, le=100)
-    per_channel: bool = True
     symmetric: bool = False  # symmetric int8 activations (S8S8) instead of asymmetric uint8 (U8S8)
     equalize: bool = True
     bias_correction: bool = True
@@ -46,19 +54,17 @@ class StaticInt8(_Quantize):
         return f"int8 static, {self.samples} calibration samples ({self.calibration})"
 
 
-class DynamicInt8(_Quantize):
+class DynamicInt8(_Int8):
     method: Literal["dynamic"] = "dynamic"
-    per_channel: bool = True
 
     def summary(self) -> str:
         return "int8 dynamic"
 
 
-class QAT(_Quantize):
+class QAT(_Int8):
     """Fake-quantized fine-tuning (``finetune``; ``finetune.distill`` learns from the float model),
     then the learnt ranges in a QDQ int8 file."""
     method: Literal["qat"] = "qat"
-    per_channel: bool = True
     symmetric: bool = False
     exclude: list[str] = Field(default_factory=list)
     finetune: QuantizeFineTune = Field(default_factory=QuantizeFineTune)

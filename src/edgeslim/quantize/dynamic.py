@@ -42,8 +42,10 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def quantize_onnx_dynamic(float_onnx: str | Path, out: str | Path, per_channel: bool = False) -> Path:
-    """int8 weights for every MatMul/Gemm (Linear) layer; other ops stay float."""
+def quantize_onnx_dynamic(float_onnx: str | Path, out: str | Path, per_channel: bool = False,
+                          reduce_range: bool = False) -> Path:
+    """int8 weights for every MatMul/Gemm (Linear) layer; other ops stay float. ``reduce_range``:
+    7-bit weights (see ``kernels.py``)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from .static import copy_metadata, preprocess_onnx
@@ -56,7 +58,7 @@ def quantize_onnx_dynamic(float_onnx: str | Path, out: str | Path, per_channel: 
         logging.getLogger().setLevel(logging.ERROR)
         try:
             quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
-                             op_types_to_quantize=DYNAMIC_OPS)
+                             reduce_range=reduce_range, op_types_to_quantize=DYNAMIC_OPS)
         finally:
             logging.getLogger().setLevel(level)
     copy_metadata(float_onnx, out)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from ..errors import ConfigError
+from .kernels import ReduceRange, resolve_reduce_range
 
 
 class ArrayCalibrationReader:
@@ -39,12 +40,14 @@ def check_calibration_data(x: np.ndarray, input_shape: tuple[int, ...], min_samp
 
 def quantize_onnx_static(float_onnx: str | Path, out: str | Path, calib: np.ndarray,
                          method: str = "minmax", per_channel: bool = True, symmetric_activations: bool = False,
-                         nodes_to_exclude: list[str] | None = None) -> Path:
+                         nodes_to_exclude: list[str] | None = None, reduce_range: ReduceRange = "auto") -> Path:
     """QDQ int8 model (int8 weights, uint8 activations by default) from a float ONNX model,
-    with activation ranges from our calibrator ``method`` (minmax, percentile, entropy, mse)."""
+    with activation ranges from our calibrator ``method`` (minmax, percentile, entropy, mse);
+    ``reduce_range``: 7-bit weights ("auto": where this CPU's int8 kernels saturate, see kernels.py)."""
     from .static import StaticSettings, calibration_ranges, preprocess_onnx, quantize_with_ranges
 
     settings = StaticSettings(calibration=method, per_channel=per_channel,
+                              reduce_range=resolve_reduce_range(reduce_range),
                               symmetric_activations=symmetric_activations,
                               nodes_to_exclude=list(nodes_to_exclude or []))
     with tempfile.TemporaryDirectory() as tmp:

@@ -132,16 +132,16 @@ def equalize_cross_layer(model: nn.Module, iterations: int = 4) -> list[tuple[st
     return pairs
 
 
-def _weight_error(m: nn.Module, per_channel: bool) -> torch.Tensor:
+def _weight_error(m: nn.Module, per_channel: bool, reduce_range: bool) -> torch.Tensor:
     """W_q - W for int8 symmetric weights, as ONNX Runtime quantizes them."""
     w = m.weight.detach().numpy()
-    qp = qparams_for(w, "int8", symmetric=True, axis=0 if per_channel else None)
+    qp = qparams_for(w, "int8", symmetric=True, axis=0 if per_channel else None, reduce_range=reduce_range)
     return torch.from_numpy(qp.fake_quantize(w) - w)
 
 
 @torch.no_grad()
-def correct_bias(model: nn.Module, calib: torch.Tensor, per_channel: bool = True, batch_size: int = 64
-                 ) -> dict[str, float]:
+def correct_bias(model: nn.Module, calib: torch.Tensor, per_channel: bool = True, batch_size: int = 64,
+                 reduce_range: bool = False) -> dict[str, float]:
     """Empirical bias correction: for each Conv2d/Linear, the expected output shift
     E[(W_q - W) x] is estimated from the mean of its real inputs and subtracted from
     the bias (a bias is added where missing). Returns the largest |shift| per layer."""
@@ -170,7 +170,7 @@ def correct_bias(model: nn.Module, calib: torch.Tensor, per_channel: bool = True
         if name not in sums:
             continue
         mean_in = sums[name] / counts[name]
-        err = _weight_error(m, per_channel)
+        err = _weight_error(m, per_channel, reduce_range)
         if isinstance(m, nn.Linear):
             shift = err @ mean_in
         elif m.groups == 1:

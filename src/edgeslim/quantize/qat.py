@@ -50,32 +50,36 @@ class FakeQuantize(nn.Module):
 
 
 class WeightFakeQuantize(nn.Module):
-    """Per-channel (output axis) symmetric int8 fake quantization of a weight."""
+    """Per-channel (output axis) symmetric int8 fake quantization of a weight ([-127, 127], or
+    [-64, 64] with ``reduce_range``, as ONNX Runtime will quantize it)."""
 
-    def __init__(self, per_channel: bool = True):
+    def __init__(self, per_channel: bool = True, reduce_range: bool = False):
         super().__init__()
         self.per_channel = per_channel
+        self.qmax = qrange("int8", symmetric=True, reduce_range=reduce_range)[1]
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        q = self.qmax
         if self.per_channel:
             absmax = w.detach().abs().reshape(w.shape[0], -1).amax(1)
-            scale = torch.where(absmax > 0, absmax / 127, torch.ones_like(absmax)).float()
+            scale = torch.where(absmax > 0, absmax / q, torch.ones_like(absmax)).float()
             zero = torch.zeros(w.shape[0], dtype=torch.int32)
-            return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
+            return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -q, q)
         absmax = float(w.detach().abs().max())
-        return torch.fake_quantize_per_tensor_affine(w, absmax / 127 if absmax > 0 else 1.0, 0, -127, 127)
+        return torch.fake_quantize_per_tensor_affine(w, absmax / q if absmax > 0 else 1.0, 0, -q, q)
 
 
 QAT_LAYERS = (nn.Conv2d, nn.Linear)
 
 
-def prepare_qat(model: nn.Module, per_channel: bool = True, symmetric_activations: bool = False) -> nn.Module:
+def prepare_qat(model: nn.Module, per_channel: bool = True, symmetric_activations: bool = False,
+                reduce_range: bool = False) -> nn.Module:
     """Attach fake quantization in place (weights via parametrization, inputs via a
     pre-hook, the output via a hook); ``finish_qat`` removes it."""
     dtype = "int8" if symmetric_activations else "uint8"
     for _, m in model.named_modules():
         if isinstance(m, QAT_LAYERS):
-            parametrize.register_parametrization(m, "weight", WeightFakeQuantize(per_channel))
+            parametrize.register_parametrization(m, "weight", WeightFakeQuantize(per_channel, reduce_range))
             m.input_fq = FakeQuantize(dtype, symmetric_activations)
             m._qat_hook = m.register_forward_pre_hook(lambda mod, args: (mod.input_fq(args[0]), *args[1:]))
     model.output_fq = FakeQuantize(dtype, symmetric_activations)

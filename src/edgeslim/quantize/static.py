@@ -31,6 +31,7 @@ class StaticSettings:
     per_channel: bool = True
     symmetric_activations: bool = False  # True: int8 activations (S8S8); False: uint8 (U8S8)
     percentile: float = 99.99
+    reduce_range: bool = False  # 7-bit weights where the int8 kernels saturate (see kernels.py)
     nodes_to_exclude: list[str] = field(default_factory=list)
     nodes_to_quantize: list[str] = field(default_factory=list)
     tensor_overrides: dict[str, list[dict]] = field(default_factory=dict)
@@ -66,7 +67,7 @@ def quantize_with_ranges(pre_onnx: str | Path, out: str | Path, ranges: dict[str
         logging.getLogger().setLevel(logging.ERROR)  # ORT logs a warning per model otherwise
         try:
             quantize_static(str(pre_onnx), str(out), None, quant_format=QuantFormat.QDQ,
-                            per_channel=settings.per_channel,
+                            per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                             activation_type=QuantType.QInt8 if settings.symmetric_activations else QuantType.QUInt8,
                             weight_type=QuantType.QInt8, nodes_to_exclude=list(settings.nodes_to_exclude),
                             nodes_to_quantize=list(settings.nodes_to_quantize) or None,
@@ -160,13 +161,13 @@ def summarize_qdq(qdq_onnx: str | Path, float_reasons: dict[str, str] | None = N
             "float_layers": [{"layer": e["layer"], "reason": e["reason"]} for e in layers if e["bits"] != 8]}
 
 
-def weight_sqnr(float_model: onnx.ModelProto, per_channel: bool) -> dict[str, float]:
+def weight_sqnr(float_model: onnx.ModelProto, per_channel: bool, reduce_range: bool = False) -> dict[str, float]:
     """SQNR (dB) of each layer's int8 weights against its float weights."""
     out = {}
     for node in weighted_nodes(float_model):
         w = _init_array(float_model, node.input[1])
         axis = (1 if node.op_type == "MatMul" else 0) if per_channel and w.ndim > 1 else None
-        out[node.name] = sqnr_db(w, qparams_for(w, "int8", True, axis).fake_quantize(w))
+        out[node.name] = sqnr_db(w, qparams_for(w, "int8", True, axis, reduce_range).fake_quantize(w))
     return out
 
 

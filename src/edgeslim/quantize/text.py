@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._io import write_json
 from ..errors import ConfigError
 from ..evaluate.text import embedding_fidelity
+from .kernels import ReduceRange, resolve_reduce_range, weight_range_note
 from ..export.onnx_export import save_onnx
 from ..runtime.runner import OnnxRunner
 from ..runtime.text import TextEmbedder, text_embedder
@@ -38,6 +39,7 @@ class TextQuantizeConfig(BaseModel):
     method: Literal["dynamic", "static"] = "dynamic"
     fuse: bool = True
     per_channel: bool = True
+    reduce_range: ReduceRange = "auto"  # 7-bit weights where the int8 kernels saturate (kernels.py)
     calibration: Literal["minmax", "percentile", "entropy"] = "minmax"
     samples: int = Field(256, ge=8)  # calibration sentences (static) / sensitivity sentences
     keep_float: int = Field(0, ge=0)
@@ -111,7 +113,8 @@ def calibration_batches(embedder: TextEmbedder, texts: Sequence[str], batch_size
 
 def quantize_text_onnx(src: str | Path, out: str | Path, method: str, per_channel: bool = True,
                        calib: list[dict[str, np.ndarray]] | None = None, calibration: str = "minmax",
-                       exclude: Sequence[str] = (), only: Sequence[str] | None = None) -> Path:
+                       exclude: Sequence[str] = (), only: Sequence[str] | None = None,
+                       reduce_range: bool = False) -> Path:
     """Int8 copy of ``src`` (dynamic, or static QDQ calibrated on ``calib`` batches); metadata kept."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
@@ -124,7 +127,8 @@ def quantize_text_onnx(src: str | Path, out: str | Path, method: str, per_channe
     quant_pre_process(str(src), str(inferred), skip_optimization=True, skip_onnx_shape=True, auto_merge=True)
     src_meta, src = onnx.load(str(src)), inferred
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
-    common = dict(per_channel=per_channel, nodes_to_exclude=list(exclude), extra_options=extra,
+    common = dict(per_channel=per_channel, reduce_range=reduce_range, nodes_to_exclude=list(exclude),
+                  extra_options=extra,
                   nodes_to_quantize=list(only) if only is not None else None)
     if method == "dynamic":
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, **common)
@@ -151,9 +155,10 @@ def most_sensitive_nodes(src: Path, embedder: TextEmbedder, texts: Sequence[str]
     """Every quantizable node's cosine loss when it alone is int8, worst first."""
     ref = embedder.embed(texts)
     losses = []
+    reduce_range = resolve_reduce_range(config.reduce_range)
     for name in quantizable_nodes(src):
         one = quantize_text_onnx(src, tmp / "one.onnx", config.method, config.per_channel, calib,
-                                 config.calibration, only=[name])
+                                 config.calibration, only=[name], reduce_range=reduce_range)
         got = text_embedder(OnnxRunner(one), one)
         losses.append({"node": name, "cosine_loss": 1 - embedding_fidelity(ref, got.embed(texts))["mean_cosine"]})
     return sorted(losses, key=lambda d: -d["cosine_loss"])
@@ -166,7 +171,9 @@ def quantize_text_file(float_onnx: str | Path, out: str | Path, config: TextQuan
     float_onnx, out = Path(float_onnx), Path(out)
     embedder = text_embedder(OnnxRunner(float_onnx), float_onnx)
     texts = list(calib_texts)[:config.samples]
-    report: dict[str, Any] = {"method": config.method, "per_channel": config.per_channel}
+    reduce_range = resolve_reduce_range(config.reduce_range)
+    report: dict[str, Any] = {"method": config.method, "per_channel": config.per_channel,
+                              "weight_range": weight_range_note(reduce_range)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = float_onnx
@@ -192,7 +199,8 @@ def quantize_text_file(float_onnx: str | Path, out: str | Path, config: TextQuan
             report["sensitivity"] = ranked
         report["float_nodes"] = exclude
         log(f"{config.method} int8" + (f" (keeping {len(exclude)} ops float)" if exclude else ""))
-        quantize_text_onnx(src, out, config.method, config.per_channel, calib, config.calibration, exclude)
+        quantize_text_onnx(src, out, config.method, config.per_channel, calib, config.calibration, exclude,
+                           reduce_range=reduce_range)
     return report
 
 
