@@ -89,3 +89,25 @@ def test_serve_process_classifies_images_behind_a_token(whole_cnn, tmp_path, wai
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_starting_a_server_leaves_the_process_logging_alone(whole_cnn):
+    # uvicorn's default setup (dictConfig) closes every handler of the process; absl's handler then
+    # closes its stream, which under pytest was the capture file (a whole test run died of it)
+    import logging
+
+    class Recording(logging.Handler):
+        closed = False
+
+        def close(self):
+            Recording.closed = True
+            super().close()
+
+    handler = Recording()
+    logging.getLogger().addHandler(handler)
+    try:
+        with serve_in_thread(create_app(whole_cnn), max_requests=1) as url:
+            assert httpx.get(f"{url}/health").status_code == 200
+        assert not Recording.closed
+    finally:
+        logging.getLogger().removeHandler(handler)

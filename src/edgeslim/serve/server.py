@@ -4,6 +4,7 @@ the number of requests after which the server stops by itself."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -15,12 +16,35 @@ from .config import (BindSettings, ServeSettings, check_exposure, check_tls, is_
                      resolve_host)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (a handler that kept the stream it was
+    created with would write to a closed one once a caller swaps stderr back)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _uvicorn_logging() -> None:
+    """uvicorn's own logging setup is ``logging.config.dictConfig``, which closes every handler of
+    the process first; absl's handler (imported with ExecuTorch / LiteRT tooling) then closes the
+    stream it writes to, which under pytest is the capture file. So the server logs through one
+    handler of ours on the "uvicorn" logger and leaves the rest of the process's logging alone."""
+    logger = logging.getLogger("uvicorn")
+    if not any(isinstance(h, _CurrentStderrHandler) for h in logger.handlers):
+        handler = _CurrentStderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def _uvicorn_server(app, max_requests: int | None, log_level: str, bind: BindSettings | None = None):
     import uvicorn
 
+    _uvicorn_logging()
     tls = {"ssl_certfile": str(bind.tls_cert), "ssl_keyfile": str(bind.tls_key)} if bind and bind.tls_cert else {}
     config = uvicorn.Config(app, log_level=log_level, limit_max_requests=max_requests, access_log=False,
-                            lifespan="off", **tls)
+                            lifespan="off", log_config=None, **tls)
     return uvicorn.Server(config)
 
 
