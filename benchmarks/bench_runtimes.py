@@ -10,8 +10,8 @@ EfficientNet-Lite0 (the 200 ImageNet sample photos): every runtime whose extra i
 (``edgeslim.runtime.benchmark``, the same inputs, 2 threads): p50 ms, ratio to ONNX Runtime
 float, file size, accuracy, and agreement (float: max |diff| vs PyTorch; int8: top-1
 agreement with the ONNX Runtime int8 model). int8: our static QDQ ONNX (ONNX Runtime, and
-converted to OpenVINO IR), the PT2E quantizers of LiteRT and ExecuTorch; all calibrate on the
-same images. Writes benchmarks/results/runtimes.json (or --out). ``--quick``: seed-cnn trained
+converted to OpenVINO IR), ai-edge-quantizer on LiteRT's float file, XNNPACK's PT2E quantizer
+for ExecuTorch; all calibrate on the same images. Writes benchmarks/results/runtimes.json (or --out). ``--quick``: seed-cnn trained
 for one epoch on digits, a few rounds: checks the script, measures nothing worth keeping.
 """
 from __future__ import annotations

@@ -166,7 +166,8 @@ def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
         goal = current - step * base
         best = None
         for name in candidates:
-            found = _most_channels_within(name, keep, original, goal, prune_to, latency)
+            found = _most_channels(name, keep, original, 1, keep[name] - 1, lambda m, ms: ms <= goal, prune_to,
+                                   latency)
             if found is None:
                 continue
             k, pruned, _ = found
@@ -224,12 +225,12 @@ def _refill(plan: LatencyPlan, candidates: list[str], model: nn.Module, current:
         for name in candidates:
             if name in closed or keep[name] >= original[name]:
                 continue
-            found = _most_channels_growing(name, keep, original, lambda m, ms: ms <= limit and fits(m, ms),
-                                           prune_to, latency)
+            found = _most_channels(name, keep, original, keep[name] + 1, original[name],
+                                   lambda m, ms: ms <= limit and fits(m, ms), prune_to, latency)
             if found is None:
                 closed.add(name)
                 continue
-            k, grown = found
+            k, grown, _ = found
             s = score(grown)
             if best is None or s > best[3]:
                 best = (name, k, grown, s)
@@ -250,51 +251,27 @@ def _refill(plan: LatencyPlan, candidates: list[str], model: nn.Module, current:
                      f"{ms / plan.original_latency_ms:.2f} of the original latency, score {s:.4f}")
 
 
-def _most_channels_growing(name: str, keep: dict[str, int], original: dict[str, int],
-                           accept: Callable[[nn.Module, float], bool],
-                           prune_to: Callable[[dict[str, float]], nn.Module], latency: Callable[[nn.Module], float]
-                           ) -> tuple[int, nn.Module] | None:
-    """The largest channel count for ``name`` (more than now) whose model ``accept`` takes, by
-    binary search; ``None`` if one more channel is already refused."""
-    def build(k: int) -> tuple[nn.Module, bool]:
-        layout = {**keep, name: k}
-        m = prune_to({n: keep_ratio(original[n], c) for n, c in layout.items() if c < original[n]})
-        return m, accept(m, latency(m))
-
-    lo, hi = keep[name] + 1, original[name]
-    model_lo, ok = build(lo)
-    if not ok:
-        return None
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        m, ok = build(mid)
-        if ok:
-            lo, model_lo = mid, m
-        else:
-            hi = mid - 1
-    return lo, model_lo
-
-
-def _most_channels_within(name: str, keep: dict[str, int], original: dict[str, int], goal: float,
-                          prune_to: Callable[[dict[str, float]], nn.Module], latency: Callable[[nn.Module], float]
-                          ) -> tuple[int, nn.Module, float] | None:
-    """The largest channel count for ``name`` (fewer than now) whose model meets ``goal`` ms,
-    by binary search (latency grows with channels, in steps); ``None`` if even one misses it."""
+def _most_channels(name: str, keep: dict[str, int], original: dict[str, int], lo: int, hi: int,
+                   accept: Callable[[nn.Module, float], bool],
+                   prune_to: Callable[[dict[str, float]], nn.Module], latency: Callable[[nn.Module], float]
+                   ) -> tuple[int, nn.Module, float] | None:
+    """The largest channel count in [lo, hi] for ``name`` whose model ``accept`` takes (with its
+    latency), by binary search: latency grows with channels, in steps, so acceptance is monotone.
+    Returns (count, model, latency), or ``None`` when even ``lo`` is refused (or the range is empty)."""
     def build(k: int) -> tuple[nn.Module, float]:
         layout = {**keep, name: k}
         m = prune_to({n: keep_ratio(original[n], c) for n, c in layout.items() if c < original[n]})
         return m, latency(m)
 
-    if keep[name] <= 1:
+    if lo > hi:
         return None
-    lo, hi = 1, keep[name] - 1
     model_lo, ms_lo = build(lo)
-    if ms_lo > goal:
+    if not accept(model_lo, ms_lo):
         return None
     while lo < hi:
         mid = (lo + hi + 1) // 2
         m, ms = build(mid)
-        if ms <= goal:
+        if accept(m, ms):
             lo, model_lo, ms_lo = mid, m, ms
         else:
             hi = mid - 1
