@@ -164,16 +164,8 @@ def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
     current_model = model
     while not done(current_model, current / base):
         goal = current - step * base
-        best = None
-        for name in candidates:
-            found = _most_channels(name, keep, original, 1, keep[name] - 1, lambda m, ms: ms <= goal, prune_to,
-                                   latency)
-            if found is None:
-                continue
-            k, pruned, _ = found
-            s = score(pruned)
-            if best is None or s > best[3]:
-                best = (name, k, pruned, s)
+        best = _best_scored(candidates, lambda name: _most_channels(
+            name, keep, original, 1, keep[name] - 1, lambda m, ms: ms <= goal, prune_to, latency), score)
         if best is None:
             if step / 2 < min_step:
                 if not by_latency:  # the caller's goal: it gets the fastest layout found and decides
@@ -221,19 +213,10 @@ def _refill(plan: LatencyPlan, candidates: list[str], model: nn.Module, current:
     keep, original = plan.keep, plan.original
     closed: set[str] = set()
     while True:
-        best = None
-        for name in candidates:
-            if name in closed or keep[name] >= original[name]:
-                continue
-            found = _most_channels(name, keep, original, keep[name] + 1, original[name],
-                                   lambda m, ms: ms <= limit and fits(m, ms), prune_to, latency)
-            if found is None:
-                closed.add(name)
-                continue
-            k, grown, _ = found
-            s = score(grown)
-            if best is None or s > best[3]:
-                best = (name, k, grown, s)
+        open_layers = [n for n in candidates if n not in closed and keep[n] < original[n]]
+        best = _best_scored(open_layers, lambda name: _most_channels(
+            name, keep, original, keep[name] + 1, original[name], lambda m, ms: ms <= limit and fits(m, ms),
+            prune_to, latency), score, on_none=closed.add)
         if best is None:
             return model, current
         name, k, grown, s = best
@@ -249,6 +232,24 @@ def _refill(plan: LatencyPlan, candidates: list[str], model: nn.Module, current:
         if progress:
             progress(f"{name} back to {k} channels (from {before}, no slower): "
                      f"{ms / plan.original_latency_ms:.2f} of the original latency, score {s:.4f}")
+
+
+def _best_scored(names: list[str], search: Callable[[str], tuple[int, nn.Module, float] | None],
+                 score: Callable[[nn.Module], float], on_none: Callable[[str], None] = lambda name: None
+                 ) -> tuple[str, int, nn.Module, float] | None:
+    """(layer, channels, model, score) of the best-scoring layout ``search`` finds over ``names``;
+    ``on_none(name)`` for each layer it finds none for."""
+    best = None
+    for name in names:
+        found = search(name)
+        if found is None:
+            on_none(name)
+            continue
+        k, m, _ = found
+        s = score(m)
+        if best is None or s > best[3]:
+            best = (name, k, m, s)
+    return best
 
 
 def _most_channels(name: str, keep: dict[str, int], original: dict[str, int], lo: int, hi: int,
