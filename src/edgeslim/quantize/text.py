@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._io import write_json
 from ..errors import ConfigError
 from ..evaluate.text import embedding_fidelity
-from .kernels import ReduceRange, resolve_reduce_range, weight_range_note
 from ..export.onnx_export import save_onnx
 from ..runtime.runner import OnnxRunner
 from ..runtime.text import TextEmbedder, text_embedder
+from .kernels import ReduceRange, resolve_reduce_range, weight_range_note
 
 FUSION_TOLERANCE = 1e-3  # max |diff| of unit-norm embeddings: fusion is exact up to float rounding
 
@@ -128,8 +128,7 @@ def quantize_text_onnx(src: str | Path, out: str | Path, method: str, per_channe
     src_meta, src = onnx.load(str(src)), inferred
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
     common = dict(per_channel=per_channel, reduce_range=reduce_range, nodes_to_exclude=list(exclude),
-                  extra_options=extra,
-                  nodes_to_quantize=list(only) if only is not None else None)
+                  extra_options=extra, nodes_to_quantize=list(only) if only is not None else None)
     if method == "dynamic":
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, **common)
     else:
@@ -151,11 +150,10 @@ def quantizable_nodes(path: str | Path) -> list[str]:
 
 
 def most_sensitive_nodes(src: Path, embedder: TextEmbedder, texts: Sequence[str], config: TextQuantizeConfig,
-                         calib: list[dict] | None, tmp: Path) -> list[dict[str, Any]]:
+                         calib: list[dict] | None, tmp: Path, reduce_range: bool) -> list[dict[str, Any]]:
     """Every quantizable node's cosine loss when it alone is int8, worst first."""
     ref = embedder.embed(texts)
     losses = []
-    reduce_range = resolve_reduce_range(config.reduce_range)
     for name in quantizable_nodes(src):
         one = quantize_text_onnx(src, tmp / "one.onnx", config.method, config.per_channel, calib,
                                  config.calibration, only=[name], reduce_range=reduce_range)
@@ -194,7 +192,7 @@ def quantize_text_file(float_onnx: str | Path, out: str | Path, config: TextQuan
                 raise ConfigError("keep_float needs text (--calib-data) to measure each layer's sensitivity")
             log(f"measuring the sensitivity of each quantizable op on {min(len(texts), 64)} sentences")
             fused_embedder = text_embedder(OnnxRunner(src), src)
-            ranked = most_sensitive_nodes(src, fused_embedder, texts[:64], config, calib, tmp)
+            ranked = most_sensitive_nodes(src, fused_embedder, texts[:64], config, calib, tmp, reduce_range)
             exclude += [r["node"] for r in ranked[:config.keep_float]]
             report["sensitivity"] = ranked
         report["float_nodes"] = exclude
