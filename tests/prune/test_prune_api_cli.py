@@ -146,7 +146,8 @@ def test_a_method_starts_from_its_own_finetune_defaults():
 
     config = P.Unstructured(finetune=FineTune(epochs=3))  # a plain FineTune keeps only what it set
     assert (config.finetune.epochs, config.finetune.lr, config.finetune.alpha) == (3, 2e-3, 0.7)
-    assert P.Structured(sparsity=0.2, finetune=FineTune(epochs=3)).finetune.lr == 4e-3
+    structured = P.Structured(sparsity=0.2, finetune=FineTune(epochs=3)).finetune
+    assert (structured.lr, structured.temperature, structured.alpha) == (4e-3, 1.0, 0.5)
     assert P.Structured(sparsity=0.2).timing.batch == [1, 64]
 
 

@@ -84,7 +84,6 @@ def test_deployed_latency_is_relative_to_the_original_and_cached_per_layout():
     ({"method": "unstructured", "target_latency": 0.5}, "target_latency: unknown field"),
     ({"method": "structured", "target_latency": 0.5, "target_macs": 0.5}, "not target_macs and target_latency"),
     ({"method": "structured", "target_latency": 1.5}, "target_latency"),
-    ({"method": "structured", "target_latency": 0.5, "schedule": "gradual", "finetune": {"epochs": 1}}, "oneshot"),
     ({"method": "structured", "target_latency": 0.5, "round_to": 8}, "round_to"),
 ])
 def test_bad_latency_configs(bad, match):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch.nn as nn
+
 from ..config import Result
 from ..errors import ConfigError
 from ..models.checkpoint import Checkpoint
@@ -287,7 +288,7 @@ def _prune_to_latency(model: nn.Module, config: Structured, train: Any, shape: t
     latency = DeployedLatency(model, shape, config.timing.batch, config.timing.threads)
     plan = plan_for_latency(model, candidates, config.target_latency or 0.0, lambda r: layout(r).model,
                             lambda m: evaluate_split(m, calibration)["accuracy"], latency,
-                            step=config.latency_step, progress=log, confirm=latency.confirm, done=done)
+                            step=config.effective_latency_step, progress=log, confirm=latency.confirm, done=done)
     res = layout(plan.ratios)
     if not plan.reached:  # no cut saves measurable time any more: the rest of the MACs go uniformly
         log(f"no further cut saves measurable time at {res.macs_fraction:.2f} of the MACs; removing the rest "
@@ -296,7 +297,8 @@ def _prune_to_latency(model: nn.Module, config: Structured, train: Any, shape: t
         rest = prune_structured(res.model, shape, target_macs=config.target_macs * macs / count_macs(res.model, shape),
                                 **{**kwargs, "layer_ratios": None})
         channels = {n: (res.channels.get(n, c)[0], c[1]) for n, c in rest.channels.items()}
-        res = replace(rest, macs_before=res.macs_before, params_before=res.params_before, channels=channels)
+        res = replace(rest, macs_before=res.macs_before, params_before=res.params_before, channels=channels,
+                      history=res.history + rest.history)
     return res, plan.summary()
 
 
@@ -309,37 +311,53 @@ def _structured(model: nn.Module, config: Structured, data: Any, shape: tuple[in
                   calibration_batches=config.calibration_batches,
                   batch_size=config.calibration_batch_size, round_to=config.round_to,
                   layer_ratios=config.layer_sparsity)
-    macs0 = count_macs(model, shape)
-    if config.schedule == "oneshot":
-        details: dict[str, Any] = {}
-        if config.effective_layout == "latency":
-            res, details["latency_plan"] = _prune_to_latency(model, config, train, shape, kwargs, log)
-        elif config.target_macs:
-            res = prune_structured(model, shape, target_macs=config.target_macs, **kwargs)
-        else:
-            res = prune_structured(model, shape, ratio=config.sparsity, **kwargs)
-        details.update({"channel_ratio": res.ratio, "channels": res.channels,
-                        "schedule": [{"step": 0, "macs_fraction": res.macs_fraction}]})
-        model = res.model
-        if config.finetune.epochs:
-            details["finetune"] = _finetune(model, config, data, loss_fn, progress)
-        return model, details
-    # gradual: the MAC fraction removed follows the cubic schedule, fine-tuning between steps
-    final_removed = 1 - (config.target_macs if config.target_macs else (1 - config.sparsity) ** 2)
-    steps = min(config.pruning_steps, max(1, config.finetune.epochs * 4))
-    removed = cubic_steps(final_removed, 0.0, steps)[1:]
-    per_step = max(1, config.finetune.epochs * math.ceil(len(train) / config.finetune.batch_size) // steps)
-    schedule, history, channels0 = [], [], None
-    for k, r in enumerate(removed, start=1):
-        keep = (1 - r) * macs0 / count_macs(model, shape)
-        res = prune_structured(model, shape, target_macs=min(1.0, keep), **kwargs)
-        channels0 = channels0 or {n: c[0] for n, c in res.channels.items()}
-        model = res.model
-        schedule.append({"step": k, "macs_fraction": count_macs(model, shape) / macs0})
-        history += _finetune(model, config, data, loss_fn, progress, max_steps=per_step)
-    channels = {n: (channels0[n], (m.out_channels if hasattr(m, "out_channels") else m.out_features))
-                for n, m in model.named_modules() if n in (channels0 or {})}
-    return model, {"schedule": schedule, "channels": channels, "finetune": history}
+    details: dict[str, Any] = {}
+    if config.effective_layout == "latency":
+        res, details["latency_plan"] = _prune_to_latency(model, config, train, shape, kwargs, log)
+    elif config.target_macs:
+        res = prune_structured(model, shape, target_macs=config.target_macs, **kwargs)
+    else:
+        res = prune_structured(model, shape, ratio=config.sparsity, **kwargs)
+    details.update({"channel_ratio": res.ratio, "channels": res.channels})
+    if config.schedule == "gradual":
+        return model, {**details, **_fade(model, res, config, data, loss_fn, progress, shape, log)}
+    details["schedule"] = [{"step": 0, "macs_fraction": res.macs_fraction}]
+    if config.finetune.epochs:
+        details["finetune"] = _finetune(res.model, config, data, loss_fn, progress)
+    return res.model, details
+
+
+def _fade(model: nn.Module, res: StructuredResult, config: Structured, data: Any, loss_fn: LossFn | None,
+          progress: bool, shape: tuple[int, ...], log: Callable[[str], None]) -> dict[str, Any]:
+    """Gradual: fine-tune ``model`` (in place) while the channels ``res`` removes fade out on the
+    cubic schedule over the first ``pruning_fraction`` of the steps, remove them, and fine-tune
+    the smaller model for the rest (it trains faster than the faded dense one)."""
+    from .fade import ChannelFade
+
+    ft = config.finetune
+    total = ft.epochs * math.ceil(len(data.train) / ft.batch_size)
+    total = min(total, ft.max_steps or total)
+    fade_steps = max(1, int(total * config.pruning_fraction))
+    dt = max(1, fade_steps // config.pruning_steps)
+    removed = cubic_steps(1.0, 0.0, config.pruning_steps)
+    fade = ChannelFade(model, data.train.x[:32], res.history)  # real inputs, for the removal check
+    schedule = [{"step": 0, "factor": 1.0}]
+
+    def on_step(step: int) -> None:
+        t = step + 1
+        k = t // dt
+        if t % dt == 0 and 1 <= k <= config.pruning_steps:
+            fade.set(1.0 - removed[k])
+            schedule.append({"step": t, "factor": round(1.0 - removed[k], 6)})
+
+    log(f"fading {sum(len(h[2]) for h in res.history)} channel(s) over {fade_steps} of {total} fine-tune steps")
+    history = _finetune(model, config, data, loss_fn, progress, on_step, best_after_step=fade_steps,
+                        max_steps=fade_steps)
+    change = fade.remove()
+    schedule.append({"step": fade_steps, "factor": 0.0, "removed": True})
+    if total > fade_steps:
+        history += _finetune(model, config, data, loss_fn, progress, max_steps=total - fade_steps)
+    return {"schedule": schedule, "finetune": history, "removal_max_change": change}
 
 
 def prune_checkpoint(folder: str | Path | Checkpoint, config: PruneConfig | dict | None, out: str | Path,

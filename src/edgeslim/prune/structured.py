@@ -36,6 +36,9 @@ class StructuredResult:
     params_before: int
     params_after: int
     channels: dict[str, tuple[int, int]] = field(default_factory=dict)  # layer -> (before, after) outputs
+    # torch-pruning's pruning history ([layer, output channels?, indices], in order): replaying it on
+    # the input model (``DependencyGraph.load_pruning_history``) removes the same channels
+    history: list = field(default_factory=list)
 
     @property
     def macs_fraction(self) -> float:
@@ -138,12 +141,13 @@ def _copy_grads(src: nn.Module, dst: nn.Module) -> None:
 
 def _prune_copy(model: nn.Module, example: torch.Tensor, ratio: float, importance: str,
                 ignored_names: list[str], scope: str, max_ratio: float, round_to: int | None,
-                layer_ratios: dict[str, float]) -> nn.Module:
+                layer_ratios: dict[str, float]) -> tuple[nn.Module, list]:
+    """A pruned copy of ``model`` and its pruning history."""
     pruned = copy.deepcopy(model)
     if importance == "taylor":
         _copy_grads(model, pruned)  # deepcopy drops .grad; Taylor importance reads it
     if ratio <= 0 and not any(layer_ratios.values()):
-        return pruned
+        return pruned, []
     modules = dict(pruned.named_modules())
     pruner = tp.pruner.BasePruner(
         pruned, example, _importance(importance), global_pruning=(scope == "global"), pruning_ratio=ratio,
@@ -155,7 +159,7 @@ def _prune_copy(model: nn.Module, example: torch.Tensor, ratio: float, importanc
     pruner.step()
     pruned.train(was_training)
     pruned.zero_grad(set_to_none=True)
-    return pruned
+    return pruned, [list(h) for h in pruner.DG.pruning_history()]
 
 
 def _channels(model: nn.Module) -> dict[str, int]:
@@ -236,26 +240,27 @@ def prune_structured(model: nn.Module, input_shape: tuple[int, ...], target_macs
                               "or the ratio is outside [0, 1))")
     _resolve(model, fixed, "layer_ratios")
 
-    def attempt(r: float) -> tuple[nn.Module, int]:
-        m = _prune_copy(model, example, r, importance, ignored_names, scope, max_ratio, round_to, fixed)
-        return m, count_macs(m, input_shape)
+    def attempt(r: float) -> tuple[tuple[nn.Module, list], int]:
+        pruned = _prune_copy(model, example, r, importance, ignored_names, scope, max_ratio, round_to, fixed)
+        return pruned, count_macs(pruned[0], input_shape)
 
     try:
         if ratio is not None:
-            best, best_ratio = attempt(ratio)[0], ratio
+            (best, history), best_ratio = attempt(ratio)[0], ratio
         else:
-            best, best_ratio = _bisect(attempt, macs_before, target_macs, max_ratio, tolerance, max_iterations)
+            (best, history), best_ratio = _bisect(attempt, macs_before, target_macs, max_ratio, tolerance,
+                                                  max_iterations)
     finally:
         if importance == "taylor":
             model.zero_grad(set_to_none=True)
     before, after = _channels(model), _channels(best)
     return StructuredResult(best, best_ratio, macs_before, count_macs(best, input_shape),
                             count_params(model), count_params(best),
-                            {n: (before[n], after[n]) for n in before if n in after})
+                            {n: (before[n], after[n]) for n in before if n in after}, history)
 
 
 def _bisect(attempt, macs_before: int, target: float, max_ratio: float, tolerance: float,
-            max_iterations: int) -> tuple[nn.Module, float]:
+            max_iterations: int) -> tuple[Any, float]:
     """Smallest channel ratio whose pruned model fits the MAC budget (MACs fall
     monotonically, roughly quadratically, with the ratio)."""
     budget = target * macs_before
