@@ -29,8 +29,23 @@ def machine() -> dict:
     import onnxruntime
     import torch
 
+    from edgeslim.quantize.kernels import cpu_flags
+
+    flags = cpu_flags() or set()
+    simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
     return {"python": sys.version.split()[0], "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "cpu_count": os.cpu_count(), "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")}
+            "cpu_count": os.cpu_count(), "cpu": _cpu_model(), "simd": simd, "platform": platform.platform(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def save_results(name: str, payload: dict) -> Path:

@@ -36,7 +36,10 @@ def collect() -> Path:
              "several rows use settings only those scripts pass; read them as what the methods can reach, "
              "not as what the documented commands give. Latencies were measured on a "
              "shared 2-core machine: compare models within one table (they were timed side by side), not "
-             "across tables.\n"]
+             "across tables. The machine changed: each results JSON records its date and CPU flags; rows "
+             "dated before 2026-12-03 ran on an AVX-512 VNNI CPU, where ONNX Runtime's int8 kernels are "
+             "much faster than on the AVX2 CPU (no VNNI) the budget-first section was regenerated on, so "
+             "int8 speed-ups from the older sections do not carry over.\n"]
     for _, _, md in SCRIPTS:
         f = HERE / "results" / md
         if f.exists():

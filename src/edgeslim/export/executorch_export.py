@@ -24,14 +24,44 @@ def _exported(model: nn.Module, input_shape: tuple[int, ...]):
     return torch.export.export(model, example, dynamic_shapes=({0: Dim("batch", min=1, max=MAX_BATCH)},))
 
 
+def _fuse_conv_clamp(model: torch.fx.GraphModule) -> int:
+    """Quantize a conv followed by a clamp (ReLU6 = hardtanh(0, 6)) at the clamp's output only,
+    as XNNPACK's quantizer does for conv + ReLU. Left alone, the clamp shares the conv's observer,
+    so each ReLU6 is quantized over the range of the values before clamping, several times wider
+    than [0, 6] (EfficientNet-Lite0: top-1 agreement with the float model 87.5% -> 100%). XNNPACK
+    runs the pair as one conv with an output clamp either way."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpec
+
+    aten = torch.ops.aten
+    fused = 0
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target not in (aten.hardtanh.default, aten.hardtanh_.default):
+            continue
+        conv = node.args[0]
+        annotation = conv.meta.get("quantization_annotation")
+        if (getattr(conv, "target", None) in (aten.conv2d.default, aten.convolution.default) and len(conv.users) == 1
+                and annotation is not None and isinstance(annotation.output_qspec, QuantizationSpec)):
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={}, output_qspec=annotation.output_qspec, _annotated=True)
+            annotation.output_qspec = None
+            fused += 1
+    return fused
+
+
 def quantize_xnnpack(model: nn.Module, input_shape: tuple[int, ...], calib: np.ndarray) -> nn.Module:
-    """XNNPACK's int8 PT2E quantization (per-channel symmetric weights, int8 activations),
-    calibrated on ``calib`` (preprocessed inputs)."""
+    """XNNPACK's int8 PT2E quantization (per-channel symmetric weights, int8 activations, conv +
+    clamp quantized as one op), calibrated on ``calib`` (preprocessed inputs)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                         get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    class ClampFusingQuantizer(XNNPACKQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            _fuse_conv_clamp(model)
+            return model
+
+    quantizer = ClampFusingQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     prepared = prepare_pt2e(_exported(model.eval(), input_shape).module(), quantizer)
     with torch.no_grad():
         for chunk in np.array_split(calib, max(1, len(calib) // 32)):
