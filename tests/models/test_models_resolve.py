@@ -41,6 +41,23 @@ def test_folder_and_registry_name(digits_checkpoint):
         resolve_model("resnet9000")
 
 
+def test_a_checkpoint_made_from_another_is_its_own_source(digits_checkpoint, tmp_path):
+    """A pruned copy saved with its original's meta once kept the original's folder as its source, so
+    `edgeslim export pruned/` wrote pruned/'s model over original/model.onnx."""
+    import edgeslim
+    from edgeslim.models import save_checkpoint
+
+    folder, _ = digits_checkpoint
+    original = resolve_model(folder)
+    copy = tmp_path / "pruned"
+    save_checkpoint(original.model, copy, original.meta)
+    assert "source" not in json.loads((copy / "model.json").read_text())
+    assert resolve_model(copy).meta["source"] == str(copy)
+    before = sorted(p.name for p in folder.iterdir())
+    assert edgeslim.export(copy, edgeslim.Export(optimize="never")).artifact == copy / "model.onnx"
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
 def test_weights_load_key_for_key_and_fit_the_head(tmp_path):
     torch.manual_seed(0)
     trained = create("mobilenet_v3_small", num_classes=7, width=0.25).eval()

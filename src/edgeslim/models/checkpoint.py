@@ -229,6 +229,9 @@ def save_checkpoint(model: nn.Module, folder: str | Path, meta: dict[str, Any]) 
         raise OSError(f"cannot write {folder / WEIGHTS}: {e}; free some space or choose another folder") from None
     _fsync(staging / WEIGHTS)
     _reached("weights-staged")
+    # "source" is where a loaded checkpoint came from: a folder is its own source, and a copied one
+    # would send a pruned model's default outputs into the original's folder
+    meta = {k: v for k, v in meta.items() if k != "source"}
     full = {"format_version": FORMAT_VERSION, "architecture": architecture_of(model), **meta,
             "weights_sha256": _sha256_file(staging / WEIGHTS)}  # last: a loaded meta's old digest is replaced
     with open(staging / META, "w", encoding="utf-8") as f:

@@ -118,7 +118,8 @@ def resolve_model(source: str | Path | Checkpoint, weights: str | Path | None = 
         if weights is not None:
             load_weights(ckpt.model, weights)
             ckpt.meta["weights"] = str(weights)
-        ckpt.meta.setdefault("source", str(path if path.is_dir() else path.parent))
+        # the folder loaded is the source (outputs default to beside it), whatever the model it was made from
+        ckpt.meta["source"] = str(path if path.is_dir() else path.parent)
         return ckpt
     if path.suffix == ".safetensors":
         raise CheckpointError(f"{path}: a weights file, not a model; name the architecture and pass the file with "
