@@ -65,6 +65,30 @@ def test_binary_search_keeps_the_most_channels_a_step_function_allows():
     assert plan.latency_fraction == 0.5 and [s["layer"] for s in plan.steps] == ["features.0"]
 
 
+def test_a_cut_that_re_timed_buys_little_is_not_taken():
+    """The quick timing credits features.3's cuts with time they do not save; the confirming one
+    shows it, so the plan reaches its target by the layer that really costs time."""
+    model = create("lenet-5")
+    conv2 = _channels(model)["features.3"]
+
+    def true(m):  # only features.0 costs time
+        return 1.0 + _channels(m)["features.0"] / 6
+
+    calls = []
+
+    def optimistic(m):
+        calls.append(1)  # unchecked, the planner keeps cutting whatever the quick timing credits
+        assert len(calls) < 200, "the plan keeps taking cuts that buy no time"
+        return true(m) - (conv2 - _channels(m)["features.3"]) / 16
+
+    def prune_to(ratios):
+        return P.prune_structured(model, (1, 32, 32), ratio=0.0, max_ratio=0.999, layer_ratios=ratios).model
+
+    plan = plan_for_latency(model, LENET_LAYERS, 0.7, prune_to, lambda m: count_macs(m, (1, 32, 32)), optimistic,
+                            confirm=true)
+    assert plan.keep["features.3"] == conv2 and plan.keep["features.0"] < 6 and plan.latency_fraction <= 0.7
+
+
 def test_unreachable_latency_is_a_clear_error():
     model = create("lenet-5")
     with pytest.raises(ConfigError, match="target_latency 0.10 is out of reach.*0.67 of the original"):

@@ -162,9 +162,10 @@ def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
     by_latency = done is None
     done = done or (lambda m, fraction: fraction <= target)
     current_model = model
+    refused: set[str] = set()  # layers whose cut this step, re-timed, bought under half a step
     while not done(current_model, current / base):
         goal = current - step * base
-        best = _best_scored(candidates, lambda name: _most_channels(
+        best = _best_scored([n for n in candidates if n not in refused], lambda name: _most_channels(
             name, keep, original, 1, keep[name] - 1, lambda m, ms: ms <= goal, prune_to, latency), score)
         if best is None:
             if step / 2 < min_step:
@@ -175,10 +176,18 @@ def plan_for_latency(model: nn.Module, candidates: list[str], target: float,
                                   f"{current / base:.2f} of the original latency ({current:.4f} ms vs "
                                   f"{base:.4f} ms); ask for a larger fraction")
             step /= 2  # no layer can save a whole step any more: take smaller ones
+            refused.clear()
             continue
         name, k, pruned, s = best
+        ms = confirm(pruned)
+        if ms > current - step * base / 2:
+            # the quick timing was luck: a cut that buys little time still costs accuracy (toward a MAC
+            # budget it would let a cheap-to-cut layer meet the budget while the model stays slow)
+            refused.add(name)
+            continue
+        refused.clear()
         keep[name] = k
-        current_model, current = pruned, confirm(pruned)
+        current_model, current = pruned, ms
         plan.steps.append({"layer": name, "keep": k, "latency_ms": round(current, 4),
                            "latency_fraction": round(current / base, 3), "score": round(s, 4)})
         if progress:
