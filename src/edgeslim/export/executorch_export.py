@@ -24,7 +24,7 @@ def _exported(model: nn.Module, input_shape: tuple[int, ...]):
     return torch.export.export(model, example, dynamic_shapes=({0: Dim("batch", min=1, max=MAX_BATCH)},))
 
 
-def _fuse_conv_clamp(model: torch.fx.GraphModule) -> int:
+def _fuse_conv_clamp(model: torch.fx.GraphModule) -> None:
     """Quantize a conv followed by a clamp (ReLU6 = hardtanh(0, 6)) at the clamp's output only,
     as XNNPACK's quantizer does for conv + ReLU. Left alone, the clamp shares the conv's observer,
     so each ReLU6 is quantized over the range of the values before clamping, several times wider
@@ -33,7 +33,6 @@ def _fuse_conv_clamp(model: torch.fx.GraphModule) -> int:
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpec
 
     aten = torch.ops.aten
-    fused = 0
     for node in model.graph.nodes:
         if node.op != "call_function" or node.target not in (aten.hardtanh.default, aten.hardtanh_.default):
             continue
@@ -44,8 +43,6 @@ def _fuse_conv_clamp(model: torch.fx.GraphModule) -> int:
             node.meta["quantization_annotation"] = QuantizationAnnotation(
                 input_qspec_map={}, output_qspec=annotation.output_qspec, _annotated=True)
             annotation.output_qspec = None
-            fused += 1
-    return fused
 
 
 def quantize_xnnpack(model: nn.Module, input_shape: tuple[int, ...], calib: np.ndarray) -> nn.Module:

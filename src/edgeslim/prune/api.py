@@ -218,19 +218,26 @@ def _unstructured(model: nn.Module, config: Unstructured, data: Any, loss_fn: Lo
     prune_to(levels[0])
     schedule.append({"step": 0, "sparsity": levels[0]})
 
-    def on_step(step: int) -> None:
-        t = step + 1
-        k = t // dt
-        if t % dt == 0 and 1 <= k <= config.pruning_steps:
-            prune_to(levels[k])
-            schedule.append({"step": t, "sparsity": levels[k]})
+    def apply(k: int, t: int) -> None:
+        prune_to(levels[k])
+        schedule.append({"step": t, "sparsity": levels[k]})
 
-    details["finetune"] = _finetune(model, config, data, loss_fn, progress, on_step,
+    details["finetune"] = _finetune(model, config, data, loss_fn, progress, _every(dt, config.pruning_steps, apply),
                                     best_after_step=dt * config.pruning_steps)
     if schedule[-1]["sparsity"] < config.sparsity:  # too few training steps for the schedule
         prune_to(config.sparsity)
         schedule.append({"step": total, "sparsity": config.sparsity})
     return {**details, "schedule": schedule, "dt": dt}
+
+
+def _every(dt: int, steps: int, apply: Callable[[int, int], None]) -> Callable[[int], None]:
+    """An ``on_step`` for ``fit`` that calls ``apply(k, t)`` once training step t = k * dt is done,
+    for k = 1 .. ``steps`` (the steps of a cubic schedule)."""
+    def on_step(step: int) -> None:
+        t = step + 1
+        if t % dt == 0 and 1 <= t // dt <= steps:
+            apply(t // dt, t)
+    return on_step
 
 
 def _final_sparsity(model: nn.Module, config: Unstructured, train: Any) -> tuple[float | dict, dict]:
@@ -343,15 +350,13 @@ def _fade(model: nn.Module, res: StructuredResult, config: Structured, data: Any
     fade = ChannelFade(model, data.train.x[:32], res.history)  # real inputs, for the removal check
     schedule = [{"step": 0, "factor": 1.0}]
 
-    def on_step(step: int) -> None:
-        t = step + 1
-        k = t // dt
-        if t % dt == 0 and 1 <= k <= config.pruning_steps:
-            fade.set(1.0 - removed[k])
-            schedule.append({"step": t, "factor": round(1.0 - removed[k], 6)})
+    def apply(k: int, t: int) -> None:
+        fade.set(1.0 - removed[k])
+        schedule.append({"step": t, "factor": round(1.0 - removed[k], 6)})
 
     log(f"fading {sum(len(h[2]) for h in res.history)} channel(s) over {fade_steps} of {total} fine-tune steps")
-    history = _finetune(model, config, data, loss_fn, progress, on_step, best_after_step=fade_steps,
+    history = _finetune(model, config, data, loss_fn, progress, _every(dt, config.pruning_steps, apply),
+                        best_after_step=fade_steps,
                         max_steps=fade_steps)
     change = fade.remove()
     schedule.append({"step": fade_steps, "factor": 0.0, "removed": True})

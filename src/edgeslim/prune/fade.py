@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.utils.prune as tprune
 
 from ..errors import ConfigError
-from .structured import _build_graph
+from .structured import _build_graph, _channels
 from .unstructured import make_permanent
 
 # modules whose output channels are indexed by dim 0 of their weight and bias
@@ -36,16 +36,18 @@ class ChannelFade:
         self.masks: list[tuple[nn.Module, str, torch.Tensor]] = []  # (module, tensor name, channel indices)
         dg = _build_graph(model, example)
         modules = dict(model.named_modules())
+        counts = _channels(model)
         kept: dict[str, list[int]] = {}  # layer -> its channels (original numbering) not yet removed
         for name, is_out, idxs in self.history:
             if not is_out:
                 raise ConfigError(f"schedule 'gradual' fades output channels, but the layout prunes the inputs "
                                   f"of {name!r}; use schedule='oneshot'")
             root = modules[name]
-            channels = kept.setdefault(name, list(range(_out_channels(root))))
+            channels = kept.setdefault(name, list(range(counts[name])))
             # an entry numbers the layer's channels as earlier entries left it (a layer can be pruned twice)
             original = [channels[i] for i in idxs]
-            kept[name] = [c for c in channels if c not in set(original)]
+            gone = set(original)
+            kept[name] = [c for c in channels if c not in gone]
             group = dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, original)
             for dep, dep_idxs in group:
                 if dg.is_out_channel_pruning_fn(dep.handler):
@@ -84,7 +86,3 @@ class ChannelFade:
             after = self.model(self.example)
         self.model.train(was_training)
         return float((before - after).abs().max())
-
-
-def _out_channels(module: nn.Module) -> int:
-    return module.out_channels if hasattr(module, "out_channels") else module.out_features
