@@ -45,3 +45,24 @@ def test_custom_loss_fn_is_used(digits):
     fit(create("seed-cnn", width=0.25), digits.train, TrainConfig(epochs=1, max_steps=3), loss_fn=loss_fn,
         progress=False)
     assert len(calls) == 3
+
+
+def test_a_fine_tune_that_only_loses_hands_back_its_start(digits_checkpoint, digits):
+    """With a validation split, the weights fine-tuning starts from compete with every epoch: an
+    lr that wrecks the model ends where it began."""
+    import copy
+
+    from edgeslim.evaluate.metrics import evaluate_split
+
+    _, ckpt = digits_checkpoint
+    model = copy.deepcopy(ckpt.model)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    history = fit(model, digits.train, TrainConfig(epochs=2, lr=50.0, schedule="constant", optimizer="sgd"),
+                  val=digits.test, progress=False)
+    assert max(r["val_accuracy"] for r in history) < evaluate_split(ckpt.model, digits.test)["accuracy"]
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+    assert not any(r["best"] for r in history)
+    # a fine-tune that helps still ends on its best epoch
+    weak = create("seed-cnn", width=0.25, num_classes=10)
+    history = fit(weak, digits.train, TrainConfig(epochs=2, max_steps=20), val=digits.test, progress=False)
+    assert sum(r["best"] for r in history) == 1

@@ -125,6 +125,10 @@ def fit(model: nn.Module, train: Split, config: TrainConfig, loss_fn: LossFn | N
              if config.schedule == "cosine" else None)
     history, step = [], 0
     best = _BestEpoch(model) if val is not None and config.keep_best else None
+    if best is not None and best_after_step == 0:
+        # the weights fine-tuning starts from compete too: a fine-tune that only loses (centroids of
+        # an already recovered model, a drifting lr) hands back what it was given
+        best.offer({"epoch": 0, **_scores(model, val)})
     with _progress(progress) as bar:
         task = bar.add_task(description, total=total, stats="")
         for epoch in range(config.epochs):
@@ -154,9 +158,7 @@ def fit(model: nn.Module, train: Split, config: TrainConfig, loss_fn: LossFn | N
             record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                       "train_accuracy": correct / max(seen, 1), "seconds": time.perf_counter() - t0}
             if val is not None:
-                from ..evaluate.metrics import evaluate_split
-                record.update({f"val_{k}": v for k, v in evaluate_split(model, val).items()
-                               if k in ("accuracy", "loss")})
+                record.update(_scores(model, val))
                 if best is not None and step >= best_after_step:
                     best.offer(record)
             history.append(record)
@@ -174,6 +176,12 @@ def fit(model: nn.Module, train: Split, config: TrainConfig, loss_fn: LossFn | N
     return history
 
 
+def _scores(model: nn.Module, val: Split) -> dict[str, float]:
+    from ..evaluate.metrics import evaluate_split
+
+    return {f"val_{k}": v for k, v in evaluate_split(model, val).items() if k in ("accuracy", "loss")}
+
+
 class _BestEpoch:
     """The weights of the best epoch so far by validation accuracy (ties: the later epoch)."""
 
@@ -188,7 +196,7 @@ class _BestEpoch:
     def restore(self, history: list[dict]) -> None:
         if self.state is None:
             return
-        if self.epoch != history[-1]["epoch"]:
+        if not history or self.epoch != history[-1]["epoch"]:
             self.model.load_state_dict(self.state)
         for record in history:
             record["best"] = record["epoch"] == self.epoch
