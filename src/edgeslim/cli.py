@@ -135,7 +135,7 @@ def export(checkpoint: Path = typer.Argument(..., help=_MODEL_HELP + "; or an .o
                                                            "executorch"),
            data_dir: Optional[Path] = None,
            optimize: str = typer.Option("auto", help="exact graph rewrites for ONNX Runtime: auto (keep those "
-                                                     "measured faster here), always, never"),
+                                                     "not measured slower here at batch 1 or 64), always, never"),
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Export a checkpoint (ONNX, OpenVINO IR, LiteRT .tflite, ExecuTorch .pte) and check parity with PyTorch.
     Text models (all-minilm-l6-v2, hf:PATH, a text checkpoint): ONNX with int64 input_ids/attention_mask,

@@ -51,11 +51,11 @@ def onnx_metadata(ckpt: Checkpoint) -> dict:
 
 def export_deployed(model, path: str | Path, input_shape: tuple[int, ...], metadata: dict | None, timing) -> Path:
     """The float ONNX file a user deploys, as ``edgeslim export`` writes it (graph rewrites kept
-    where measured faster, ``optimize="auto"``), timed with ``timing`` (an ``edgeslim.Timing``: its
-    first batch size and its threads). Every speed comparison against float (quantize, compress)
-    uses this one baseline."""
+    where measured not slower, ``optimize="auto"``), timed with ``timing`` (an ``edgeslim.Timing``:
+    its batch sizes and threads). Every speed comparison against float (quantize, compress) uses
+    this one baseline."""
     return export_onnx(model, path, input_shape, metadata,
-                       optimize=GraphOptimization("auto", timing.batch[0], timing.threads))
+                       optimize=GraphOptimization("auto", tuple(timing.batch), timing.threads))
 
 
 def check_parity(result: dict, int8: bool, path: Path) -> None:

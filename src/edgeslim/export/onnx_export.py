@@ -26,7 +26,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
     """Write ``model`` as ONNX with a dynamic batch axis; ``metadata`` (preprocess, class
     names, ...) is stored as JSON in the model's metadata_props under "edgeslim".
     ``optimize``: exact graph rewrites for ONNX Runtime's CPU kernels (``"auto"`` keeps those
-    measured faster on this machine; see ``edgeslim.export.optimize``); what was done is
+    not measured slower on this machine at batch 1 or 64; see ``edgeslim.export.optimize``); what was done is
     recorded in the metadata under "graph_optimization"."""
     model = model.eval()
     dummy = torch.zeros(1, *input_shape)

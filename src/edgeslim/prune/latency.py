@@ -117,14 +117,17 @@ def onnx_proto(model: nn.Module, input_shape: tuple[int, ...]) -> onnx.ModelProt
 
 def measured_speedup(original: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...],
                      batches: int | list[int] = 1, threads: int | None = 1, rounds: int = 20) -> list[dict]:
-    """p50 latency of both models as export deploys them, timed side by side on ONNX Runtime,
-    at each batch size."""
-    from ..export.optimize import deployed_latencies_ms
+    """p50 latency of both models as ``edgeslim export`` writes them (its graph rewrites decided
+    at these batch sizes and threads, as export decides them), timed side by side on ONNX
+    Runtime at each batch size."""
+    from ..export.optimize import GraphOptimization, optimize_onnx, p50_ms
 
-    protos = [onnx_proto(original, input_shape), onnx_proto(pruned, input_shape)]
+    batches = [batches] if isinstance(batches, int) else list(batches)
+    settings = GraphOptimization("auto", tuple(batches), threads)
+    protos = [optimize_onnx(onnx_proto(m, input_shape), settings)[0] for m in (original, pruned)]
     out = []
-    for batch in ([batches] if isinstance(batches, int) else batches):
-        original_ms, pruned_ms = deployed_latencies_ms(protos, batch, threads, rounds)
+    for batch in batches:
+        original_ms, pruned_ms = p50_ms(protos, batch, threads, warmup=3, rounds=rounds, iters_per_round=3)
         out.append({"batch": batch, "threads": threads, "original_p50_ms": round(original_ms, 4),
                     "pruned_p50_ms": round(pruned_ms, 4), "speedup": round(original_ms / pruned_ms, 3)})
     return out
