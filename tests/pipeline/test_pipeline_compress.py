@@ -274,8 +274,13 @@ def test_budget_allowances_and_strength_knobs():
     drop, stderr = budget.paired_drop([True] * 90 + [False] * 10, [True] * 85 + [False] * 15)
     assert drop == pytest.approx(5.0) and stderr == pytest.approx(100 * 5 ** 0.5 / 100)
     assert budget.parse_duration("30m") == 1800 and budget.parse_duration("1.5h") == 5400
-    # the stage that makes the final result must fit by one standard error, earlier ones by the measure
+    # the final result must fit by one standard error, each earlier stage by its share of one
     assert budget.StageSearch(0.5, True).judge(0.4, 0.2) and not budget.StageSearch(0.5, True, margin=1).judge(0.4, 0.2)
+    allowed = budget.allowances(["prune", "share_weights", "export"], 0.5)
+    assert allowed == pytest.approx([0.4, 0.5, 0.5]) and budget.margins(allowed, 0.5) == pytest.approx([0.8, 1, 1])
+    # pruning that spends 0.30 of its 0.40 by the measure alone leaves weight sharing no room for the error
+    assert not budget.StageSearch(0.4, True, margin=0.8).judge(0.30, 0.21)
+    assert budget.StageSearch(0.4, True, margin=0.8).judge(0.20, 0.21) and budget.StageSearch(0.5, True, margin=1).judge(0.28, 0.21)
 
 
 def test_bisection_order_and_stopping():

@@ -34,7 +34,7 @@ from ..export.api import written_files
 from ..models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..models.resolve import resolve_model, source_name
 from ..runtime.formats import FORMATS, model_bytes
-from .budget import Attempt, StageSearch, allowances, has_knob, paired_drop, weakened
+from .budget import Attempt, StageSearch, allowances, has_knob, margins, paired_drop, weakened
 from .recipe import TORCH_STAGES, Recipe, load_recipe
 from .stages import DEPLOY_FILE, RUNNERS, ModelState, StageContext, export_float_onnx
 
@@ -321,6 +321,7 @@ class _Run:
         self.teacher, self.meta, self.progress, self.con, self.adapt = teacher, meta, progress, console, adapt
         self.deadline = time.monotonic() + time_budget if time_budget else None
         self.allowed = allowances([s.type for s in recipe.stages], recipe.max_accuracy_drop)
+        self.margins = margins(self.allowed, recipe.max_accuracy_drop)
         self.baseline_correct = _correct(ModelState(teacher), data.val)
         self.stage_data = _stage_data(data)
         applied = _applied(state)
@@ -346,9 +347,8 @@ class _Run:
         judged = self.adapt and stage.type != "export"  # an export changes no weights
         current = self.state.get("current") or {}
         done = [Attempt(**a) for a in current.get("attempts", [])] if current.get("index") == i else []
-        lossy = [k for k, s in enumerate(self.recipe.stages) if s.type != "export"]
-        margin = 1.0 if lossy and i == lossy[-1] else 0.0  # the stage that makes the final result
-        search = StageSearch(self.allowed[i] if judged else math.inf, judged and has_knob(stage), done, margin)
+        search = StageSearch(self.allowed[i] if judged else math.inf, judged and has_knob(stage), done,
+                             self.margins[i])
         while (strength := search.next_strength(self.out_of_time())) is not None:
             search.attempts.append(self._attempt(i, name, weakened(stage, strength), strength, search))
             self.state["current"] = {"index": i, "attempts": [a.as_dict() for a in search.attempts]}
