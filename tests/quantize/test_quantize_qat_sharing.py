@@ -129,3 +129,26 @@ def test_share_weights_with_centroid_finetuning(digits):
         share_weights(m, {"lstm": 4})
     with pytest.raises(ConfigError, match="needs data"):
         share_weights(m, 4, finetune_epochs=1)
+
+
+def test_centroid_finetuning_distils_from_the_model_before_sharing(digits_checkpoint, digits):
+    """The default: centroids learn the unshared model's outputs (WeightSharing.finetune.distill),
+    through the loss_fn share_weights is given."""
+    import copy
+
+    from edgeslim.distill import kd_loss_fn
+    from edgeslim.quantize import WeightSharing
+    from edgeslim.train import TrainConfig
+
+    assert WeightSharing().finetune.distill and WeightSharing().finetune.temperature == 1.0
+    _, ckpt = digits_checkpoint
+    kd = kd_loss_fn(ckpt.model, 1.0, 0.9)
+    calls = []
+
+    def loss_fn(model, x, y):
+        calls.append(len(y))
+        return kd(model, x, y)
+
+    m, _ = share_weights(copy.deepcopy(ckpt.model), 3, data=digits.train, finetune_epochs=1, loss_fn=loss_fn,
+                         train_config=TrainConfig(epochs=1, max_steps=4))
+    assert len(calls) == 4

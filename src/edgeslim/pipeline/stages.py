@@ -50,15 +50,20 @@ class ModelState:
         return self.path is None
 
 
+def _distillation(finetune, ctx: StageContext):
+    """The loss of a stage's fine-tune: distillation from the original model when ``finetune.distill``."""
+    from ..distill import kd_loss_fn
+
+    return kd_loss_fn(ctx.teacher, finetune.temperature, finetune.alpha, seed=ctx.seed) if finetune.distill else None
+
+
 def run_prune(stage: PruneStage, state: ModelState, ctx: StageContext) -> ModelState:
     """``edgeslim.prune`` with the stage's config; fine-tuning distils from the original model
     when ``config.finetune.distill``."""
-    from ..distill import kd_loss_fn
     from ..prune import Structured, prune
 
     config = stage.config
-    ft = config.finetune
-    kd = kd_loss_fn(ctx.teacher, ft.temperature, ft.alpha, seed=ctx.seed) if ft.distill else None
+    kd = _distillation(config.finetune, ctx)
     if isinstance(config, Structured):
         # the pipeline times every stage itself, with the recipe's bench settings
         config = config.model_copy(update={"measure_speed": False})
@@ -86,6 +91,8 @@ def run_distill(stage: DistillStage, state: ModelState, ctx: StageContext) -> Mo
 
 
 def run_share_weights(stage: ShareWeightsStage, state: ModelState, ctx: StageContext) -> ModelState:
+    """``edgeslim.quantize.share_weights``; centroid fine-tuning distils from the original model
+    when ``config.finetune.distill``."""
     from ..quantize import share_weights
     from ..train import finetune_config
 
@@ -94,7 +101,7 @@ def run_share_weights(stage: ShareWeightsStage, state: ModelState, ctx: StageCon
                                    batch_size=ft.batch_size, max_steps=ft.max_steps, seed=ctx.seed)
     model, codebooks = share_weights(state.model, stage.config.bits(), data=ctx.data.train,
                                      finetune_epochs=ft.epochs, train_config=train_config,
-                                     progress=ctx.progress, val=ctx.data.val)
+                                     progress=ctx.progress, val=ctx.data.val, loss_fn=_distillation(ft, ctx))
     return ModelState(model, info={"shared_layers": sorted(codebooks)})
 
 

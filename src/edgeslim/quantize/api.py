@@ -255,13 +255,8 @@ def _qat(ctx: _Context) -> Result:
     folded = fold_batchnorm(m)
     prepare_qat(m, cfg.per_channel, cfg.symmetric, settings.reduce_range)
     ctx.log(f"QAT: {cfg.finetune.epochs} epoch(s) of fine-tuning with fake quantization")
-    kd = None
-    if cfg.finetune.distill:
-        from ..distill import kd_loss_fn
-
-        kd = kd_loss_fn(ctx.model, cfg.finetune.temperature, cfg.finetune.alpha, seed=cfg.seed)
     epochs = cfg.finetune.epochs
-    history = fit(m, ctx.train, ctx.finetune(epochs), loss_fn=kd, progress=False, description="qat",
+    history = fit(m, ctx.train, ctx.finetune(epochs), loss_fn=_finetune_loss(cfg, ctx.model), progress=False, description="qat",
                   on_epoch=lambda r: ctx.log(f"QAT epoch {r['epoch']}/{epochs}: loss {r['train_loss']:.4f}, "
                                              f"train accuracy {r['train_accuracy']:.3f} ({r['seconds']:.0f} s)"))
     learned = finish_qat(m)
@@ -292,6 +287,16 @@ def _qat(ctx: _Context) -> Result:
     return Result(model=m, artifact=artifact, summary=summary)
 
 
+def _finetune_loss(cfg, teacher: nn.Module):
+    """Distillation from ``teacher`` (the model given to quantize) when ``cfg.finetune.distill``,
+    else None (the labels)."""
+    if not cfg.finetune.distill:
+        return None
+    from ..distill import kd_loss_fn
+
+    return kd_loss_fn(teacher, cfg.finetune.temperature, cfg.finetune.alpha, seed=cfg.seed)
+
+
 def _weight_sharing(ctx: _Context) -> Result:
     from ..export import export_onnx
     from .affine import sqnr_db
@@ -305,7 +310,7 @@ def _weight_sharing(ctx: _Context) -> Result:
     m = copy.deepcopy(ctx.model).eval()
     before = {n: p.detach().clone() for n, p in m.named_parameters() if n.endswith("weight")}
     m, books = share_weights(m, cfg.bits(), data=ctx.train, finetune_epochs=epochs,
-                             train_config=ctx.finetune(max(epochs, 1)))
+                             train_config=ctx.finetune(max(epochs, 1)), loss_fn=_finetune_loss(cfg, ctx.model))
     artifact = export_onnx(m, ctx.out / "model.onnx", ctx.input_shape, ctx.metadata)
     np.savez(ctx.out / "codebooks.npz", **{f"{n}.codebook": b for n, (b, _) in books.items()},
              **{f"{n}.indices": i for n, (_, i) in books.items()})

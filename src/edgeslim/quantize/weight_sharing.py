@@ -93,7 +93,7 @@ def shareable_layers(model: nn.Module) -> list[tuple[str, str, nn.Module]]:
 
 
 def share_weights(model: nn.Module, bits: Mapping[str, int] | int = None, data=None, finetune_epochs: int = 0,
-                  train_config=None, keep_zeros: bool = True, progress: bool = False, val=None
+                  train_config=None, keep_zeros: bool = True, progress: bool = False, val=None, loss_fn=None
                   ) -> tuple[nn.Module, Codebooks]:
     """Cluster each layer's weights into a codebook, optionally fine-tune the centroids.
 
@@ -107,7 +107,9 @@ def share_weights(model: nn.Module, bits: Mapping[str, int] | int = None, data=N
         train_config: a ``TrainConfig`` for fine-tuning (default: lr 5e-4, no schedule tricks).
         keep_zeros: pruned (exactly zero) weights stay zero and take codebook entry 0.
         val: a validation ``Split`` (held out of training): fine-tuning ends with the centroids
-            of the epoch that scored best on it.
+            of the epoch that scored best on it (or, when none beats them, those k-means found).
+        loss_fn: the fine-tuning loss (``fit``'s; e.g. ``edgeslim.distill.kd_loss_fn(teacher)``),
+            default cross-entropy on the labels.
 
     Returns:
         ``(model, codebooks)`` where every shared layer's ``weight`` has at most 2**b
@@ -135,8 +137,8 @@ def share_weights(model: nn.Module, bits: Mapping[str, int] | int = None, data=N
         for _, module, _ in layers:  # the original dense weights are replaced; do not train them
             module.parametrizations.weight.original.requires_grad_(False)
         config = train_config or TrainConfig(epochs=finetune_epochs, lr=5e-4)
-        fit(model, data, config.model_copy(update={"epochs": finetune_epochs}), val=val, progress=progress,
-            description="centroid fine-tune")
+        fit(model, data, config.model_copy(update={"epochs": finetune_epochs}), loss_fn=loss_fn, val=val,
+            progress=progress, description="centroid fine-tune")
     codebooks: Codebooks = {}
     for name, module, _ in layers:
         p = module.parametrizations.weight[0]
